@@ -1,0 +1,34 @@
+# The two commands in the README do all set-up on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench lint docs-images clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/innerlab demo
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -n 2 -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check innerlab tests benchmarks
+
+docs-images: $(STAMP)
+	$(PY) docs/make_images.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

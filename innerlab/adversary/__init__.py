@@ -1,0 +1,1 @@
+"""innerlab.adversary (work in progress)."""

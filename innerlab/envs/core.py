@@ -1,0 +1,236 @@
+"""The functional environment API every innerlab env follows.
+
+The API is gymnax 1.0's, so PureJaxRL-style training code runs unchanged:
+``obs, state = env.reset(key, params)`` and
+``obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)``.
+``step`` auto-resets: when an episode ends, the returned ``obs``/``state`` are
+those of a fresh episode while ``reward``, ``terminated``, ``truncated`` and
+``info`` describe the step that ended the old one. Everything is pure, so
+``jax.jit`` and ``jax.vmap`` apply directly.
+
+On top of gymnax, every innerlab env exposes its ground truth, which the
+adversary and evaluations need: ``sample_state`` draws *any* valid state (not
+only those the training distribution reaches), ``observe`` maps a state to an
+observation, and ``true_reward`` labels a ``(state, action)`` pair exactly.
+
+Train and test distributions are ``params`` (e.g. ``split="test"``), never
+separate code. Params are frozen Equinox modules whose fields are all static:
+they fix shapes and distributions, so changing one recompiles, and they can be
+passed straight into jitted functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+# --------------------------------------------------------------------------- spaces
+
+
+@dataclasses.dataclass(frozen=True)
+class Discrete:
+    """``n`` actions, ``0 .. n-1`` (gymnax's ``spaces.Discrete``)."""
+
+    n: int
+    dtype: Any = jnp.int32
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return ()
+
+    def sample(self, key: Array) -> Array:
+        return jax.random.randint(key, (), 0, self.n, dtype=self.dtype)
+
+    def contains(self, x: Array) -> Array:
+        x = jnp.asarray(x)
+        return (x >= 0) & (x < self.n) & (jnp.issubdtype(x.dtype, jnp.integer))
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A box ``[low, high]`` of the given shape (gymnax's ``spaces.Box``)."""
+
+    low: float
+    high: float
+    shape: tuple[int, ...]
+    dtype: Any = jnp.float32
+
+    def sample(self, key: Array) -> Array:
+        return jax.random.uniform(key, self.shape, self.dtype, self.low, self.high)
+
+    def contains(self, x: Array) -> Array:
+        x = jnp.asarray(x)
+        return jnp.all((x >= self.low) & (x <= self.high)) & (x.shape == self.shape)
+
+
+# --------------------------------------------------------------------------- params
+
+
+class EnvParams(eqx.Module):
+    """Base class of every env's params; subclasses declare static fields.
+
+    ``split`` names the distribution (``"train"`` or ``"test"``); subclasses
+    list which other fields the split changes in ``SPLIT_FIELDS`` so tests can
+    check that train and test differ only where declared.
+    """
+
+    split: str = eqx.field(static=True, default="train")
+    max_steps: int = eqx.field(static=True, default=30)
+
+    SPLITS: ClassVar[tuple[str, ...]] = ("train", "test")
+
+    def __check_init__(self):
+        if self.split not in self.SPLITS:
+            raise ValueError(
+                f"param 'split' must be one of {self.SPLITS}, got {self.split!r}"
+            )
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"param 'max_steps' must be an int >= 1, got {self.max_steps!r}")
+
+
+def replace_params(params: EnvParams, **overrides: Any) -> EnvParams:
+    """Return ``params`` with ``overrides`` applied, naming any unknown param."""
+    names = {f.name for f in dataclasses.fields(params)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(
+            f"unknown param(s) {unknown} for {type(params).__name__}; "
+            f"valid params are {sorted(names)}"
+        )
+    return dataclasses.replace(params, **overrides)
+
+
+def params_to_dict(params: EnvParams) -> dict[str, Any]:
+    """Params as a JSON-friendly dict (for run configs and reports)."""
+    out = {}
+    for f in dataclasses.fields(params):
+        v = getattr(params, f.name)
+        out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
+    return out
+
+
+# --------------------------------------------------------------------------- environment
+
+
+class Environment:
+    """Base class: a pure, functional, auto-resetting environment.
+
+    Subclasses implement ``default_params``, ``reset_env``, ``step_env``,
+    ``sample_state``, ``observe``, ``num_actions`` and the renderers; this
+    class adds auto-reset, action checking and the gymnax conveniences.
+    Instances hold no mutable state, are hashable, and may be closed over by
+    jitted functions.
+    """
+
+    name: ClassVar[str] = "Environment"
+    experiment: ClassVar[str] = ""
+
+    # -- to implement ------------------------------------------------------------------
+    @property
+    def default_params(self) -> EnvParams:
+        raise NotImplementedError
+
+    def reset_env(self, key: Array, params: EnvParams) -> tuple[Array, Any]:
+        raise NotImplementedError
+
+    def step_env(
+        self, key: Array, state: Any, action: Array, params: EnvParams
+    ) -> tuple[Array, Any, Array, Array, Array, dict[str, Array]]:
+        """One step without auto-reset: ``obs, state, reward, terminated, truncated, info``."""
+        raise NotImplementedError
+
+    def sample_state(self, key: Array, params: EnvParams | None = None) -> Any:
+        """Any valid, non-terminal state, including ones training never reaches."""
+        raise NotImplementedError
+
+    def observe(self, state: Any, params: EnvParams | None = None) -> Array:
+        raise NotImplementedError
+
+    def num_actions(self, params: EnvParams | None = None) -> int:
+        raise NotImplementedError
+
+    def render_rgb(self, state: Any, params: EnvParams | None = None) -> Array:
+        raise NotImplementedError
+
+    def render_text(self, state: Any, params: EnvParams | None = None) -> str:
+        raise NotImplementedError
+
+    # -- provided ------------------------------------------------------------------------
+    def _params(self, params: EnvParams | None) -> EnvParams:
+        return self.default_params if params is None else params
+
+    def reset(self, key: Array, params: EnvParams | None = None) -> tuple[Array, Any]:
+        """Start an episode: ``obs, state``."""
+        return self.reset_env(key, self._params(params))
+
+    def step(self, key: Array, state: Any, action: Array, params: EnvParams | None = None):
+        """Step, auto-resetting finished episodes (gymnax semantics).
+
+        Returns ``obs, state, reward, terminated, truncated, info``; ``info``
+        carries ``discount`` (0 on termination) as gymnax does.
+        """
+        params = self._params(params)
+        action = self.check_action(action, params)
+        key_step, key_reset = jax.random.split(key)
+        obs_st, state_st, reward, terminated, truncated, info = self.step_env(
+            key_step, state, action, params
+        )
+        obs_re, state_re = self.reset_env(key_reset, params)
+        done = terminated | truncated
+        state = jax.tree.map(lambda a, b: jax.lax.select(done, a, b), state_re, state_st)
+        obs = jax.lax.select(done, obs_re, obs_st)
+        info = dict(info)
+        info["discount"] = 1.0 - terminated.astype(jnp.float32)
+        return obs, state, reward, terminated, truncated, info
+
+    def true_reward(self, state: Any, action: Array, params: EnvParams | None = None) -> Array:
+        """The exact reward for taking ``action`` in ``state`` (ground truth for labelling)."""
+        params = self._params(params)
+        action = self.check_action(action, params)
+        return self.step_env(jax.random.key(0), state, action, params)[2]
+
+    def check_action(self, action: Array, params: EnvParams) -> Array:
+        """Reject actions of the wrong shape or dtype (at trace time) or out of range (at run time)."""
+        action = jnp.asarray(action)
+        n = self.num_actions(params)
+        if action.shape != ():
+            raise ValueError(
+                f"{self.name}: argument 'action' must be a scalar (shape ()), got shape "
+                f"{action.shape}; use jax.vmap to step a batch of envs"
+            )
+        if not jnp.issubdtype(action.dtype, jnp.integer):
+            raise TypeError(
+                f"{self.name}: argument 'action' must be an integer in [0, {n}), "
+                f"got dtype {action.dtype}"
+            )
+        action = action.astype(jnp.int32)
+        return eqx.error_if(
+            action,
+            (action < 0) | (action >= n),
+            f"{self.name}: argument 'action' out of range: expected 0 <= action < {n}",
+        )
+
+    def action_space(self, params: EnvParams | None = None) -> Discrete:
+        return Discrete(self.num_actions(params))
+
+    def observation_space(self, params: EnvParams | None = None) -> Box:
+        params = self._params(params)
+        obs = jax.eval_shape(lambda k: self.reset_env(k, params)[0], jax.random.key(0))
+        return Box(0.0, 1.0, tuple(obs.shape), jnp.float32)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)

@@ -1,0 +1,1 @@
+"""innerlab.planners (work in progress)."""

@@ -1,0 +1,1 @@
+"""innerlab.recipes (work in progress)."""

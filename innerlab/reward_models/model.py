@@ -1,0 +1,190 @@
+"""``RewardModel``: an encoder and an ensemble of K reward heads.
+
+The split into ``encode(obs) -> latent`` and ``heads(latent, action) -> [K]``
+is public so that latent pseudo-inputs are first-class: the adversary can
+search the latent space directly and the planners' world model can reuse the
+encoder. ``model(obs, action)`` is ``heads(encode(obs), action)``.
+
+All methods take a single example; batch with ``jax.vmap`` (Equinox style).
+With ``shared_encoder=True`` one encoder feeds all K heads and the latent is
+``[D]``; with ``False`` each member has its own encoder (built and applied
+with ``vmap``, not a loop) and the latent is ``[K, D]``.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from einops import rearrange
+from jaxtyping import Array, Float, Int
+
+ENCODERS = ("conv", "mlp")
+
+
+class ConvEncoder(eqx.Module):
+    """3x3 convolutions over the channel grid, then a linear map to the latent."""
+
+    convs: tuple[eqx.nn.Conv2d, ...]
+    out: eqx.nn.Linear
+
+    def __init__(self, obs_shape, latent_dim: int, width: int, *, key):
+        h, w, c = obs_shape
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.convs = (
+            eqx.nn.Conv2d(c, width, 3, padding=1, key=k1),
+            eqx.nn.Conv2d(width, width, 3, padding=1, key=k2),
+        )
+        self.out = eqx.nn.Linear(width * h * w, latent_dim, key=k3)
+
+    def __call__(self, obs: Float[Array, "H W C"]) -> Float[Array, " D"]:
+        x = rearrange(obs, "h w c -> c h w")
+        for conv in self.convs:
+            x = jax.nn.relu(conv(x))
+        return jax.nn.relu(self.out(rearrange(x, "c h w -> (c h w)")))
+
+
+class MLPEncoder(eqx.Module):
+    """Flatten the grid, then an MLP to the latent."""
+
+    mlp: eqx.nn.MLP
+
+    def __init__(self, obs_shape, latent_dim: int, width: int, *, key):
+        size = 1
+        for s in obs_shape:
+            size *= s
+        self.mlp = eqx.nn.MLP(size, latent_dim, width, 2, final_activation=jax.nn.relu, key=key)
+
+    def __call__(self, obs: Float[Array, "H W C"]) -> Float[Array, " D"]:
+        return self.mlp(rearrange(obs, "h w c -> (h w c)"))
+
+
+class RewardHead(eqx.Module):
+    """One member's reward: MLP of ``[latent, one_hot(action)]``."""
+
+    mlp: eqx.nn.MLP
+    num_actions: int = eqx.field(static=True)
+
+    def __init__(self, latent_dim: int, num_actions: int, width: int, *, key):
+        self.num_actions = num_actions
+        self.mlp = eqx.nn.MLP(latent_dim + num_actions, "scalar", width, 2, key=key)
+
+    def __call__(self, latent: Float[Array, " D"], action: Int[Array, ""]) -> Float[Array, ""]:
+        onehot = jax.nn.one_hot(action, self.num_actions)
+        return self.mlp(jnp.concatenate([latent, onehot]))
+
+
+def _build_encoder(kind, obs_shape, latent_dim, width, key):
+    if kind == "conv":
+        return ConvEncoder(obs_shape, latent_dim, width, key=key)
+    return MLPEncoder(obs_shape, latent_dim, width, key=key)
+
+
+class RewardModel(eqx.Module):
+    """An ensemble reward model ``(obs [H, W, C], action []) -> [K]``.
+
+    Args:
+        obs_shape: observation shape ``(H, W, C)``.
+        num_actions: number of discrete actions.
+        num_members: ensemble size K (>= 1; disagreement needs >= 2).
+        latent_dim: size D of the encoder's output.
+        shared_encoder: one encoder for all members (latent ``[D]``) or one per member
+            (latent ``[K, D]``).
+        encoder: ``"conv"`` or ``"mlp"``.
+        width: hidden width of encoder and heads.
+        key: PRNG key.
+    """
+
+    encoder: eqx.Module
+    head: RewardHead  # K stacked heads (leading axis K on every array leaf)
+    obs_shape: tuple[int, ...] = eqx.field(static=True)
+    num_actions: int = eqx.field(static=True)
+    num_members: int = eqx.field(static=True)
+    latent_dim: int = eqx.field(static=True)
+    shared_encoder: bool = eqx.field(static=True)
+    encoder_kind: str = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        num_actions: int,
+        num_members: int = 5,
+        latent_dim: int = 64,
+        shared_encoder: bool = True,
+        encoder: str = "conv",
+        width: int = 64,
+        *,
+        key: Array,
+    ):
+        obs_shape = tuple(int(s) for s in obs_shape)
+        if len(obs_shape) != 3:
+            raise ValueError(f"argument 'obs_shape' must be (H, W, C), got {obs_shape}")
+        if num_members < 1:
+            raise ValueError(f"argument 'num_members' must be >= 1, got {num_members}")
+        if num_actions < 1:
+            raise ValueError(f"argument 'num_actions' must be >= 1, got {num_actions}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"argument 'encoder' must be one of {ENCODERS}, got {encoder!r}")
+        self.obs_shape = obs_shape
+        self.num_actions = num_actions
+        self.num_members = num_members
+        self.latent_dim = latent_dim
+        self.shared_encoder = shared_encoder
+        self.encoder_kind = encoder
+        self.width = width
+        k_enc, k_head = jax.random.split(key)
+        if shared_encoder:
+            self.encoder = _build_encoder(encoder, obs_shape, latent_dim, width, k_enc)
+        else:
+            self.encoder = eqx.filter_vmap(
+                lambda k: _build_encoder(encoder, obs_shape, latent_dim, width, k)
+            )(jax.random.split(k_enc, num_members))
+        self.head = eqx.filter_vmap(lambda k: RewardHead(latent_dim, num_actions, width, key=k))(
+            jax.random.split(k_head, num_members)
+        )
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """``(D,)`` with a shared encoder, ``(K, D)`` with independent members."""
+        if self.shared_encoder:
+            return (self.latent_dim,)
+        return (self.num_members, self.latent_dim)
+
+    def check_obs(self, obs: Array) -> Array:
+        """Reject observations of the wrong shape or a non-float dtype (at trace time)."""
+        if tuple(obs.shape) != self.obs_shape:
+            raise ValueError(
+                f"argument 'obs' must have shape {self.obs_shape} (one example; vmap for "
+                f"batches), got {tuple(obs.shape)}"
+            )
+        if not jnp.issubdtype(obs.dtype, jnp.floating):
+            raise TypeError(f"argument 'obs' must be a float array, got dtype {obs.dtype}")
+        return obs
+
+    def encode(self, obs: Float[Array, "H W C"]) -> Float[Array, "*latent"]:
+        """The latent that all heads read: ``[D]`` (shared) or ``[K, D]`` (independent)."""
+        obs = self.check_obs(jnp.asarray(obs))
+        if self.shared_encoder:
+            return self.encoder(obs)
+        return eqx.filter_vmap(lambda enc: enc(obs))(self.encoder)
+
+    def heads(self, latent: Float[Array, "*latent"], action: Int[Array, ""]) -> Float[Array, " K"]:
+        """Each member's reward for ``action`` given a latent (real or pseudo-input)."""
+        if tuple(latent.shape) != self.latent_shape:
+            raise ValueError(
+                f"argument 'latent' must have shape {self.latent_shape}, got {tuple(latent.shape)}"
+            )
+        in_axis = None if self.shared_encoder else 0
+        return eqx.filter_vmap(lambda h, z: h(z, action), in_axes=(eqx.if_array(0), in_axis))(
+            self.head, latent
+        )
+
+    def __call__(self, obs: Float[Array, "H W C"], action: Int[Array, ""]) -> Float[Array, " K"]:
+        """Every member's predicted reward for ``(obs, action)``."""
+        return self.heads(self.encode(obs), action)
+
+    def all_actions(self, obs: Float[Array, "H W C"]) -> Float[Array, "A K"]:
+        """Predictions for every action from one encoding."""
+        latent = self.encode(obs)
+        return jax.vmap(lambda a: self.heads(latent, a))(jnp.arange(self.num_actions))

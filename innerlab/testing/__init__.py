@@ -1,0 +1,1 @@
+"""innerlab.testing (work in progress)."""

@@ -1,0 +1,14 @@
+"""Shared test settings: hypothesis profiles suited to JAX (no deadline: first calls compile)."""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "innerlab",
+    deadline=None,
+    max_examples=25,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("ci", parent=settings.get_profile("innerlab"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "innerlab")

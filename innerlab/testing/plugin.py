@@ -1,0 +1,1 @@
+"""pytest plugin for innerlab (fixtures arrive with innerlab.testing)."""

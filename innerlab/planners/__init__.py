@@ -1,1 +1,9 @@
-"""innerlab.planners (work in progress)."""
+"""Planners: world models, the MCTS layer (mctx), a differentiable tree layer, baselines.
+
+Every planner is an Equinox module ``planner(obs, key) -> PlannerOutput``.
+"""
+
+from innerlab.planners.output import PlannerOutput
+from innerlab.planners.world_model import WorldModel, check_aggregation
+
+__all__ = ["PlannerOutput", "WorldModel", "check_aggregation"]

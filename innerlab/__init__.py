@@ -7,6 +7,9 @@ Importing innerlab registers its environments with gymnasium as
 """
 
 from innerlab import envs
+from innerlab.envs.gymnasium_adapter import register_gymnasium_envs
+
+register_gymnasium_envs()
 
 __version__ = "0.1.0"
 

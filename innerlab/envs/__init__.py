@@ -10,9 +10,11 @@
 from innerlab.envs.core import Box, Discrete, EnvParams, Environment, params_to_dict, replace_params
 from innerlab.envs.grid import GridEnvironment, GridState
 from innerlab.envs.orchard import Orchard, OrchardParams
+from innerlab.envs.proxy_maze import ProxyMaze, ProxyMazeParams, ProxyMazeState
 from innerlab.envs.registry import list_envs, make, register
 
 register("Orchard-v0", Orchard)
+register("ProxyMaze-v0", ProxyMaze)
 
 __all__ = [
     "Box",
@@ -23,6 +25,9 @@ __all__ = [
     "GridState",
     "Orchard",
     "OrchardParams",
+    "ProxyMaze",
+    "ProxyMazeParams",
+    "ProxyMazeState",
     "list_envs",
     "make",
     "params_to_dict",

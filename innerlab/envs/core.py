@@ -86,6 +86,7 @@ class EnvParams(eqx.Module):
     max_steps: int = eqx.field(static=True, default=30)
 
     SPLITS: ClassVar[tuple[str, ...]] = ("train", "test")
+    SPLIT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def __check_init__(self):
         if self.split not in self.SPLITS:
@@ -95,9 +96,18 @@ class EnvParams(eqx.Module):
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ValueError(f"param 'max_steps' must be an int >= 1, got {self.max_steps!r}")
 
+    def replace(self, **overrides: Any) -> EnvParams:
+        """These params with ``overrides`` applied; wrappers override this to forward
+        overrides to the params they hold."""
+        return _replace_fields(self, **overrides)
+
 
 def replace_params(params: EnvParams, **overrides: Any) -> EnvParams:
     """Return ``params`` with ``overrides`` applied, naming any unknown param."""
+    return params.replace(**overrides)
+
+
+def _replace_fields(params: EnvParams, **overrides: Any) -> EnvParams:
     names = {f.name for f in dataclasses.fields(params)}
     unknown = sorted(set(overrides) - names)
     if unknown:
@@ -132,6 +142,10 @@ class Environment:
 
     name: ClassVar[str] = "Environment"
     experiment: ClassVar[str] = ""
+    # State leaves (paths as ``jax.tree_util.keystr`` writes them, without the
+    # leading ".") whose reset distribution the split changes; every other leaf
+    # is drawn identically in train and test from the same key. ``None``: undeclared.
+    SPLIT_STATE_FIELDS: ClassVar[tuple[str, ...] | None] = None
 
     # -- to implement ------------------------------------------------------------------
     @property
@@ -198,7 +212,7 @@ class Environment:
         return self.step_env(jax.random.key(0), state, action, params)[2]
 
     def check_action(self, action: Array, params: EnvParams) -> Array:
-        """Reject actions of the wrong shape or dtype (at trace time) or out of range (at run time)."""
+        """Reject actions of the wrong shape or dtype (at trace time) or out of range (run time)."""
         action = jnp.asarray(action)
         n = self.num_actions(params)
         if action.shape != ():

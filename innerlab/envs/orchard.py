@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from innerlab.envs import grid
-from innerlab.envs.core import EnvParams, Environment
+from innerlab.envs.core import EnvParams
 
 
 class OrchardParams(EnvParams):
@@ -46,11 +46,14 @@ class OrchardParams(EnvParams):
     max_steps: int = eqx.field(static=True, default=30)
 
     n_sizes = 2
+    SPLIT_FIELDS = ("test_harmful_prob",)
 
     def __check_init__(self):
         interior = (self.height - 2) * (self.width - 2)
         if self.height < 3 or self.width < 3:
-            raise ValueError(f"params 'height'/'width' must be >= 3, got {self.height}x{self.width}")
+            raise ValueError(
+                f"params 'height'/'width' must be >= 3, got {self.height}x{self.width}"
+            )
         if not 1 <= self.n_objects < interior:
             raise ValueError(
                 f"param 'n_objects' must be in [1, {interior - 1}] for a "
@@ -89,6 +92,7 @@ class Orchard(grid.GridEnvironment):
 
     name = "Orchard-v0"
     experiment = "robust reward learning"
+    SPLIT_STATE_FIELDS = ("obj_colour",)
 
     @property
     def default_params(self) -> OrchardParams:
@@ -143,7 +147,8 @@ class Orchard(grid.GridEnvironment):
                 hit & (state.obj_size == 1) & (state.obj_colour == params.harmful_colour)
             ),
         }
-        return self.observe(state, params), state, reward.astype(jnp.float32), terminated, truncated, info
+        obs = self.observe(state, params)
+        return obs, state, reward.astype(jnp.float32), terminated, truncated, info
 
     def sample_state(self, key, params: OrchardParams | None = None) -> grid.GridState:
         params = self._params(params)

@@ -351,6 +351,17 @@ def _evolutionary_search(model, env, params, key, generations, pop, top_n, num_e
 # --------------------------------------------------------------------------- gradient search
 
 
+def smooth_measure(measure: str) -> Callable[[Array], Array]:
+    """``measure_fn(measure)`` with a finite gradient where all members agree.
+
+    ``sqrt`` has an infinite derivative at 0, so the std of an agreeing
+    ensemble would give NaN gradients; ``sqrt(var + 1e-12)`` does not.
+    """
+    if measure == "std":
+        return lambda p: jnp.sqrt(jnp.var(p, axis=-1) + 1e-12)
+    return measure_fn(measure)
+
+
 class Relaxation(eqx.Module):
     """Logits of a soft grid observation: agent position, object presence, and features.
 
@@ -432,9 +443,9 @@ def gradient_search(
     *,
     budget: int,
     top_n: int = 16,
-    population: int = 32,
-    learning_rate: float = 0.3,
-    init_scale: float = 3.0,
+    population: int = 16,
+    learning_rate: float = 1.0,
+    init_scale: float = 1.0,
     measure: str = "std",
 ) -> SearchResult:
     """Gradient ascent on the relaxed observation, projecting to valid states as it goes.
@@ -459,7 +470,7 @@ def gradient_search(
 def _gradient_search(model, env, params, key, steps, pop, top_n, lr, init_scale, measure):
     num_actions = env.num_actions(params)
     counts = env._feature_counts(params)
-    reduce = measure_fn(measure)
+    differentiable = smooth_measure(measure)
     k_init, k_pop = jax.random.split(key)
     states, obs = _sample(env, params, k_pop, pop)
     grids = jax.vmap(env.grid_of)(states)
@@ -472,7 +483,7 @@ def _gradient_search(model, env, params, key, steps, pop, top_n, lr, init_scale,
     def objective(r, g):
         soft = soft_observation(r, g.walls)
         preds = jax.vmap(lambda a: model(soft, a))(jnp.arange(num_actions))  # [A, K]
-        return jnp.max(reduce(preds))
+        return jnp.max(differentiable(preds))
 
     def body(carry, _):
         relaxed, opt_state, top = carry

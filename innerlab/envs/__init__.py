@@ -7,16 +7,23 @@
 (7, 7, 9)
 """
 
-from innerlab.envs.core import Box, Discrete, EnvParams, Environment, params_to_dict, replace_params
+from innerlab.envs.boost_chain import BoostChain, BoostChainParams, BoostChainState
+from innerlab.envs.core import Box, Discrete, Environment, EnvParams, params_to_dict, replace_params
 from innerlab.envs.grid import GridEnvironment, GridState
 from innerlab.envs.orchard import Orchard, OrchardParams
 from innerlab.envs.proxy_maze import ProxyMaze, ProxyMazeParams, ProxyMazeState
 from innerlab.envs.registry import list_envs, make, register
+from innerlab.envs.side_channel import SideChannel, SideChannelParams, SideChannelState
 
 register("Orchard-v0", Orchard)
 register("ProxyMaze-v0", ProxyMaze)
+register("OrchardSideChannel-v0", lambda: SideChannel(Orchard(), name="OrchardSideChannel-v0"))
+register("BoostChain-v0", BoostChain)
 
 __all__ = [
+    "BoostChain",
+    "BoostChainParams",
+    "BoostChainState",
     "Box",
     "Discrete",
     "EnvParams",
@@ -28,6 +35,9 @@ __all__ = [
     "ProxyMaze",
     "ProxyMazeParams",
     "ProxyMazeState",
+    "SideChannel",
+    "SideChannelParams",
+    "SideChannelState",
     "list_envs",
     "make",
     "params_to_dict",

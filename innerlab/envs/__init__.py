@@ -14,11 +14,13 @@ from innerlab.envs.orchard import Orchard, OrchardParams
 from innerlab.envs.proxy_maze import ProxyMaze, ProxyMazeParams, ProxyMazeState
 from innerlab.envs.registry import list_envs, make, register
 from innerlab.envs.side_channel import SideChannel, SideChannelParams, SideChannelState
+from innerlab.envs.spaceship import Spaceship, SpaceshipParams, SpaceshipState
 
 register("Orchard-v0", Orchard)
 register("ProxyMaze-v0", ProxyMaze)
 register("OrchardSideChannel-v0", lambda: SideChannel(Orchard(), name="OrchardSideChannel-v0"))
 register("BoostChain-v0", BoostChain)
+register("Spaceship-v0", Spaceship)
 
 __all__ = [
     "BoostChain",
@@ -38,6 +40,9 @@ __all__ = [
     "SideChannel",
     "SideChannelParams",
     "SideChannelState",
+    "Spaceship",
+    "SpaceshipParams",
+    "SpaceshipState",
     "list_envs",
     "make",
     "params_to_dict",

@@ -45,6 +45,7 @@ __all__ = [
     "GymnasiumVectorEnv",
     "gymnasium_id",
     "register_gymnasium_envs",
+    "split_key",
     "to_gymnasium_space",
 ]
 
@@ -94,6 +95,52 @@ def _resolve(
     return base_env, replace_params(base_params, **overrides)
 
 
+def _check_action(
+    space: spaces.Space, action: Any, env_name: str, batch: int | None = None
+) -> jax.Array:
+    """``action`` (or ``batch`` actions) as a JAX array if in ``space``, else a clear error.
+
+    Discrete actions must be integers in ``[0, n)``; Box actions floats of the
+    space's shape within its bounds. Nothing is clipped or cast silently.
+    """
+    arg = "action" if batch is None else "actions"
+    arr = np.asarray(action)
+    lead = () if batch is None else (batch,)
+    if isinstance(space, spaces.Discrete):
+        n = int(space.n)
+        expected = "an integer" if batch is None else f"an integer array of shape {lead}"
+        expected += f" in [0, {n}) (Discrete({n}))"
+        ok_type = np.issubdtype(arr.dtype, np.integer)
+    else:
+        expected = (
+            f"a float array of shape {lead + space.shape} in [{space.low.min()}, "
+            f"{space.high.max()}] ({space})"
+        )
+        ok_type = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    if arr.shape != lead + space.shape or not ok_type:
+        raise ValueError(
+            f"{env_name}: argument '{arg}' must be {expected}, got {arr.dtype} array of shape "
+            f"{arr.shape}: {action!r}"[:400]
+        )
+    if isinstance(space, spaces.Discrete):
+        bad = (arr < 0) | (arr >= space.n)
+    else:
+        bad = ~np.isfinite(arr) | (arr < space.low) | (arr > space.high)
+        bad = bad.reshape(lead + (-1,)).any(axis=-1) if arr.ndim else bad
+    if np.any(bad):
+        where = "" if batch is None else f" for sub-env {int(np.argmax(bad))}"
+        value = arr if batch is None else arr[int(np.argmax(bad))]
+        raise ValueError(
+            f"{env_name}: argument '{arg}' must be {expected}, got {value.tolist()!r}{where}"
+        )
+    return jnp.asarray(arr, _jax_dtype(space))
+
+
+def _jax_dtype(space: spaces.Space) -> Any:
+    """The dtype the functional env takes for actions from ``space``."""
+    return jnp.int32 if isinstance(space, spaces.Discrete) else space.dtype
+
+
 def _to_numpy(tree: Any) -> Any:
     """A pytree of device arrays as NumPy arrays (one device-to-host transfer)."""
     return jax.tree.map(np.asarray, jax.device_get(tree))
@@ -104,6 +151,20 @@ def _to_numpy(tree: Any) -> Any:
 # params are hashable static arguments (their fields are static by contract).
 
 
+def split_key(key: jax.Array, num_envs: int | None = None):
+    """How the adapters draw randomness: ``key -> (next_key, step_key, reset_key)``.
+
+    Each reset or step consumes the adapter's running key this way; with
+    ``num_envs`` the step and reset keys are ``[num_envs]`` batches (one per
+    sub-env). Documented so that a functional rollout can reproduce an
+    adapter's episode exactly.
+    """
+    key, k_step, k_reset = jax.random.split(key, 3)
+    if num_envs is None:
+        return key, k_step, k_reset
+    return key, jax.random.split(k_step, num_envs), jax.random.split(k_reset, num_envs)
+
+
 @partial(jax.jit, static_argnums=(0, 1))
 def _reset_one(env: Environment, params: EnvParams, key: jax.Array):
     return env.reset(key, params)
@@ -111,9 +172,8 @@ def _reset_one(env: Environment, params: EnvParams, key: jax.Array):
 
 @partial(jax.jit, static_argnums=(0, 1))
 def _step_one(env: Environment, params: EnvParams, key: jax.Array, state: Any, action: jax.Array):
-    key, key_step = jax.random.split(key)
-    obs, state, reward, terminated, truncated, info = env.step_env(key_step, state, action, params)
-    return key, obs, state, reward, terminated, truncated, info
+    """``env.step_env`` compiled once per ``(env, params)`` (``key`` is the step's own key)."""
+    return env.step_env(key, state, action, params)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -125,31 +185,42 @@ def _reset_batch(env: Environment, params: EnvParams, keys: jax.Array):
     return jax.vmap(lambda k: env.reset(k, params))(keys)
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _masked_reset_batch(env, params, key, state, obs, mask):
-    """Reset the sub-envs where ``mask`` is true, keep the rest; returns the new key too."""
-    key, sub = jax.random.split(key)
-    keys = jax.random.split(sub, mask.shape[0])
-    new_obs, new_state = _reset_batch(env, params, keys)
-    pick = lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
-    if state is None:
-        return key, new_obs, new_state
-    return key, pick(new_obs, obs), jax.tree.map(pick, new_state, state)
+def _zeros_like_reset(env: Environment, params: EnvParams, num_envs: int):
+    """Zero ``(obs, state)`` batches shaped like a reset's (placeholders before the first reset)."""
+    keys = jax.random.split(jax.random.key(0), num_envs)
+    shapes = jax.eval_shape(lambda k: _reset_batch(env, params, k), keys)
+    return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _step_batch(env: Environment, params: EnvParams, key, state, action):
-    """Step every sub-env and reset the finished ones (same-step auto-reset)."""
-    key, k_step, k_reset = jax.random.split(key, 3)
-    n = action.shape[0]
-    obs_end, state_end, reward, terminated, truncated, info = jax.vmap(
-        lambda k, s, a: env.step_env(k, s, a, params)
-    )(jax.random.split(k_step, n), state, action)
-    obs_new, state_new = _reset_batch(env, params, jax.random.split(k_reset, n))
-    done = terminated | truncated
-    pick = lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)
-    obs = pick(obs_new, obs_end)
-    state = jax.tree.map(pick, state_new, state_end)
+def _vector_kernel(env, params, key, obs, state, action, reset_mask, reset_only):
+    """The vector env's one compiled program: a step with same-step auto-reset, or a reset.
+
+    With ``reset_only`` false: step every sub-env and reset those that finished.
+    With it true: skip the step (a real ``lax.cond``, so placeholder states are
+    never stepped) and reset the sub-envs in ``reset_mask``. One program for
+    both means the env's reset is compiled once. Shapes: leading axis
+    ``num_envs`` on ``obs``, ``state``'s leaves, ``action`` and ``reset_mask``.
+    """
+    key, step_keys, reset_keys = split_key(key, reset_mask.shape[0])
+
+    def do_step(_):
+        return jax.vmap(lambda k, s, a: env.step_env(k, s, a, params))(step_keys, state, action)
+
+    def skip_step(_):
+        shapes = jax.eval_shape(do_step, None)
+        kept = jax.tree.map(lambda x, like: x.astype(like.dtype), (obs, state), shapes[:2])
+        zeros = jax.tree.map(lambda like: jnp.zeros(like.shape, like.dtype), shapes[2:])
+        return (*kept, *zeros)
+
+    obs_end, state_end, reward, terminated, truncated, info = jax.lax.cond(
+        reset_only, skip_step, do_step, None
+    )
+    fresh_obs, fresh_state = _reset_batch(env, params, reset_keys)
+    replace = jnp.where(reset_only, reset_mask, terminated | truncated)
+    pick = lambda a, b: jnp.where(replace.reshape(replace.shape + (1,) * (a.ndim - 1)), a, b)
+    obs = pick(fresh_obs, obs_end)
+    state = jax.tree.map(pick, fresh_state, state_end)
     return key, obs, state, reward, terminated, truncated, info, obs_end
 
 
@@ -206,11 +277,16 @@ class GymnasiumEnv(gymnasium.Env):
         """The functional env's current state (a pytree of JAX arrays), or ``None`` before reset."""
         return self._state
 
+    @property
+    def key(self) -> jax.Array | None:
+        """The running JAX key the next step draws from (see :func:`split_key`)."""
+        return self._key
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if seed is not None or self._key is None:
             self._key = _seed_to_key(self.np_random)
-        self._key, key_reset = jax.random.split(self._key)
+        self._key, _, key_reset = split_key(self._key)
         obs, self._state = _reset_one(self.func_env, self.params, key_reset)
         self._done = False
         return np.asarray(obs), {}
@@ -222,9 +298,10 @@ class GymnasiumEnv(gymnasium.Env):
             raise gymnasium.error.ResetNeeded(
                 "the episode has ended (terminated or truncated); call reset() before step()"
             )
-        action = self._check_action(action)
-        self._key, obs, self._state, reward, terminated, truncated, info = _step_one(
-            self.func_env, self.params, self._key, self._state, action
+        action = _check_action(self.action_space, action, self.func_env.name)
+        self._key, key_step, _ = split_key(self._key)
+        obs, self._state, reward, terminated, truncated, info = _step_one(
+            self.func_env, self.params, key_step, self._state, action
         )
         obs, reward, terminated, truncated, info = _to_numpy(
             (obs, reward, terminated, truncated, info)
@@ -232,16 +309,6 @@ class GymnasiumEnv(gymnasium.Env):
         terminated, truncated = bool(terminated), bool(truncated)
         self._done = terminated or truncated
         return obs, float(reward), terminated, truncated, info
-
-    def _check_action(self, action: Any) -> jax.Array:
-        n = self.action_space.n
-        arr = np.asarray(action)
-        if arr.shape != () or not np.issubdtype(arr.dtype, np.integer) or not 0 <= arr < n:
-            raise ValueError(
-                f"{self.func_env.name}: argument 'action' must be an integer in [0, {n}) "
-                f"(the action space is Discrete({n})), got {action!r}"
-            )
-        return jnp.asarray(arr, jnp.int32)
 
     def render(self):
         if self.render_mode is None:
@@ -308,11 +375,19 @@ class GymnasiumVectorEnv(VectorEnv):
         self._key: jax.Array | None = None
         self._state: Any = None
         self._obs: jax.Array | None = None
+        space = self.single_action_space
+        self._no_action = jnp.zeros((self.num_envs, *space.shape), _jax_dtype(space))
+        self._no_reset = jnp.zeros(self.num_envs, bool)
 
     @property
     def state(self) -> Any:
         """The batched functional state (leading axis ``num_envs``), or ``None`` before reset."""
         return self._state
+
+    @property
+    def key(self) -> jax.Array | None:
+        """The running JAX key the next step draws from (see :func:`split_key`)."""
+        return self._key
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Reset every sub-env, or those set in ``options["reset_mask"]`` (bool ``[num_envs]``)."""
@@ -335,17 +410,23 @@ class GymnasiumVectorEnv(VectorEnv):
                 raise gymnasium.error.ResetNeeded(
                     "options['reset_mask'] needs a previous full reset()"
                 )
-        self._key, self._obs, self._state = _masked_reset_batch(
-            self.func_env, self.params, self._key, self._state, self._obs, jnp.asarray(mask)
+        if self._state is None:
+            self._obs, self._state = _zeros_like_reset(self.func_env, self.params, self.num_envs)
+        self._key, self._obs, self._state, *_ = _vector_kernel(
+            self.func_env, self.params, self._key, self._obs, self._state,
+            self._no_action, jnp.asarray(mask), jnp.bool_(True),
         )
         return np.asarray(self._obs), {}
 
     def step(self, actions: Any):
         if self._state is None:
             raise gymnasium.error.ResetNeeded("call reset() before step()")
-        actions = self._check_actions(actions)
-        key, obs, state, reward, terminated, truncated, info, obs_end = _step_batch(
-            self.func_env, self.params, self._key, self._state, actions
+        actions = _check_action(
+            self.single_action_space, actions, self.func_env.name, self.num_envs
+        )
+        key, obs, state, reward, terminated, truncated, info, obs_end = _vector_kernel(
+            self.func_env, self.params, self._key, self._obs, self._state,
+            actions, self._no_reset, jnp.bool_(False),
         )
         self._key, self._obs, self._state = key, obs, state
         obs, reward, terminated, truncated, info, obs_end = _to_numpy(
@@ -367,23 +448,6 @@ class GymnasiumVectorEnv(VectorEnv):
             out[name] = value
             out[f"_{name}"] = mask
         return out
-
-    def _check_actions(self, actions: Any) -> jax.Array:
-        n = self.single_action_space.n
-        arr = np.asarray(actions)
-        if arr.shape != (self.num_envs,) or not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(
-                f"{self.func_env.name}: argument 'actions' must be an integer array of shape "
-                f"({self.num_envs},), got {arr.dtype} array of shape {arr.shape}"
-            )
-        bad = (arr < 0) | (arr >= n)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(
-                f"{self.func_env.name}: argument 'actions' must be in [0, {n}) "
-                f"(Discrete({n})), got {int(arr[i])} for sub-env {i}"
-            )
-        return jnp.asarray(arr, jnp.int32)
 
     def render(self):
         """A tuple with one frame (``rgb_array``) or text (``ansi``) per sub-env."""

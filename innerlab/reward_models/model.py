@@ -184,6 +184,29 @@ class RewardModel(eqx.Module):
         """Every member's predicted reward for ``(obs, action)``."""
         return self.heads(self.encode(obs), action)
 
+    def per_member(
+        self, obs: Float[Array, "K H W C"], action: Int[Array, " K"]
+    ) -> Float[Array, " K"]:
+        """Member k's prediction on its own input ``(obs[k], action[k])``.
+
+        Used for training with per-member (bootstrap) batches: each member
+        sees its own data while costing one encoding per member, with a shared
+        or an independent encoder alike.
+        """
+        k = self.num_members
+        if obs.shape[:1] != (k,) or jnp.shape(action) != (k,):
+            raise ValueError(
+                f"arguments 'obs'/'action' must have a leading member axis of size {k}, "
+                f"got obs {tuple(obs.shape)} and action {tuple(jnp.shape(action))}"
+            )
+        self.check_obs(obs[0])  # shape and dtype, at trace time
+        if self.shared_encoder:
+            latent = jax.vmap(self.encode)(obs)  # [K, D]
+            return eqx.filter_vmap(lambda h, z, a: h(z, a))(self.head, latent, action)
+        return eqx.filter_vmap(lambda enc, h, o, a: h(enc(o), a))(
+            self.encoder, self.head, obs, action
+        )
+
     def all_actions(self, obs: Float[Array, "H W C"]) -> Float[Array, "A K"]:
         """Predictions for every action from one encoding."""
         latent = self.encode(obs)

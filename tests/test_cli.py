@@ -1,0 +1,102 @@
+"""The ``innerlab`` command line: envs, recipes, demo, run."""
+
+import dataclasses
+from typing import ClassVar
+
+import pytest
+
+import innerlab.recipes as recipes
+from innerlab.cli import main
+from innerlab.envs import list_envs, make
+from innerlab.recipes import RecipeConfig, RunDir
+
+
+@dataclasses.dataclass
+class EchoConfig(RecipeConfig):
+    """A recipe that writes its own options (for testing the dispatch)."""
+
+    steps: int = 100
+    label: str = "hello"
+    QUICK: ClassVar[dict] = {"steps": 3}
+
+
+def echo_run(config: EchoConfig) -> RunDir:
+    run = RunDir(config.out)
+    run.write_config(config)
+    run.write_summary({"steps": config.steps, "label": config.label})
+    run.write_report("# echo")
+    return run
+
+
+@pytest.fixture
+def echo_recipe():
+    recipes.register_recipe("echo-test", EchoConfig, echo_run, "Writes its options.")
+    yield
+    recipes._RECIPES.pop("echo-test", None)
+
+
+def test_envs_lists_every_env_one_line_each(capsys):
+    main(["envs"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["name", "experiment", "obs", "shape", "actions"]
+    assert [line.split()[0] for line in lines[1:]] == list_envs()
+    for line, name in zip(lines[1:], list_envs(), strict=True):
+        env, params = make(name)
+        assert env.experiment in line
+        assert str(tuple(env.observation_space(params).shape)) in line
+
+
+def test_recipes_lists_registered_recipes(capsys, echo_recipe):
+    main(["recipes"])
+    out = capsys.readouterr().out
+    assert "echo-test" in out and "Writes its options." in out
+    assert len(out.strip().splitlines()) == 1 + len(recipes.list_recipes())
+
+
+def test_run_dispatches_options_to_the_recipe(tmp_path, echo_recipe, capsys):
+    out = tmp_path / "run"
+    main(["run", "echo-test", "--quick", "--label", "hi", "--out", str(out)])
+    summary = RunDir(out, resume=True).read_json("summary.json")
+    assert summary == {"steps": 3, "label": "hi"}  # quick preset applied, explicit label kept
+    assert str(out) in capsys.readouterr().out
+
+
+def test_run_unknown_recipe_is_a_clear_error(capsys, echo_recipe):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "no-such-recipe"])
+    assert exc.value.code == 2
+    out = capsys.readouterr().out
+    assert "unknown recipe 'no-such-recipe'" in out and "echo-test" in out
+
+
+def test_run_without_recipe_lists_recipes(capsys, echo_recipe):
+    with pytest.raises(SystemExit) as exc:
+        main(["run"])
+    assert exc.value.code == 2
+    out = capsys.readouterr().out
+    assert "usage: innerlab run <recipe>" in out and "echo-test" in out
+
+
+def test_run_refuses_to_overwrite_a_run(tmp_path, echo_recipe):
+    out = tmp_path / "run"
+    main(["run", "echo-test", "--quick", "--out", str(out)])
+    with pytest.raises(FileExistsError, match="already exists and is not empty"):
+        main(["run", "echo-test", "--quick", "--out", str(out)])
+
+
+def test_demo_writes_a_strip_per_env_and_an_index(tmp_path, capsys):
+    # two envs keep compile time down; `make demo` runs them all
+    names = [list_envs()[0], list_envs()[-1]]
+    main(["demo", "--out", str(tmp_path), "--max-frames", "3", "--envs", *names])
+    for name in names:
+        png = tmp_path / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    index = (tmp_path / "index.md").read_text()
+    assert all(f"({name}.png)" in index for name in names)
+    out = capsys.readouterr().out
+    assert str(tmp_path / "index.md") in out.replace("\n", "")
+
+
+def test_demo_rejects_unknown_env(tmp_path):
+    with pytest.raises(KeyError, match="unknown environment.*'Nope-v0'"):
+        main(["demo", "--out", str(tmp_path), "--envs", "Nope-v0"])

@@ -148,14 +148,22 @@ def _check_counts(**counts: int) -> None:
 
 @eqx.filter_jit
 def _rollout(env, params, policy_fn, key, num_envs: int, num_steps: int, batched: bool):
-    k_reset, k_scan = jax.random.split(key)
-    obs, state = jax.vmap(env.reset_env, in_axes=(0, None))(
-        jax.random.split(k_reset, num_envs), params
-    )
+    # The carry starts "done" with a placeholder state, so the only reset in the
+    # program is the auto-reset inside the scan (reset is the costly part to compile).
+    shapes = jax.eval_shape(lambda k: env.reset_env(k, params), jax.random.key(0))
+    zeros = jax.tree.map(lambda x: jnp.zeros((num_envs,) + x.shape, x.dtype), shapes)
+
+    def pick(done, a, b):
+        return jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)
 
     def step(carry, key):
-        obs, state = carry
-        k_pol, k_step, k_reset = jax.random.split(key, 3)
+        obs, state, need_reset = carry
+        k_reset, k_pol, k_step = jax.random.split(key, 3)
+        reset_obs, reset_state = jax.vmap(env.reset_env, in_axes=(0, None))(
+            jax.random.split(k_reset, num_envs), params
+        )
+        obs = pick(need_reset, reset_obs, obs)
+        state = jax.tree.map(lambda a, b: pick(need_reset, a, b), reset_state, state)
         if batched:
             action = policy_fn(k_pol, obs)
         else:
@@ -165,21 +173,12 @@ def _rollout(env, params, policy_fn, key, num_envs: int, num_steps: int, batched
             env.step_env, in_axes=(0, 0, 0, None)
         )(jax.random.split(k_step, num_envs), state, action, params)
         done = term | trunc
-        # auto-reset as env.step does, but keep the true successor for the data
-        reset_obs, reset_state = jax.vmap(env.reset_env, in_axes=(0, None))(
-            jax.random.split(k_reset, num_envs), params
-        )
-
-        def pick(a, b):
-            mask = done.reshape(done.shape + (1,) * (a.ndim - 1))
-            return jnp.where(mask, a, b)
-
-        carry = (pick(reset_obs, next_obs), jax.tree.map(pick, reset_state, next_state))
         out = Transitions(obs, action, reward.astype(jnp.float32), next_obs, done)
-        return carry, (out, state, next_state)
+        return (next_obs, next_state, done), (out, state, next_state)
 
+    init = (zeros[0], zeros[1], jnp.ones(num_envs, bool))
     _, (trans, states, next_states) = jax.lax.scan(
-        step, (obs, state), jax.random.split(k_scan, num_steps)
+        step, init, jax.random.split(key, num_steps)
     )
     return trans, states, next_states
 

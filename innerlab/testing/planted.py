@@ -12,8 +12,8 @@ power against that defect. All have the reward-model interface
   (caught by ``monotonic(feature="size")``).
 - ``LastObjectBlowUpModel``: divides by the number of objects left, so it is
   infinite when the last one is collected (caught by ``finite``).
-- ``DoubleCountingModel``: adds the value of every alive object next to the
-  collected one (caught by ``bounded``).
+- ``ColourCountModel``: multiplies the collected object's value by the number
+  of alive objects of its colour (caught by ``bounded``).
 - ``DivergentModel``: members diverge on large objects of the harmful colour,
   which the train split never shows (passes ``members_agree`` on ``"train"``,
   caught by it on ``"test"``/``"any"``).
@@ -84,16 +84,19 @@ class LastObjectBlowUpModel(OracleRewardModel):
         return _members(self.true_reward(obs, action) * scale, self.num_members)
 
 
-class DoubleCountingModel(OracleRewardModel):
-    """Adds the value of every alive object on a cell next to the target cell (when collecting)."""
+class ColourCountModel(OracleRewardModel):
+    """Multiplies the collected object's value by how many alive objects share its colour.
+
+    A feature-count bug: right whenever the collected object's colour is
+    unique, out of the reward range as soon as two large objects share one.
+    """
 
     def __call__(self, obs: Float[Array, "H W C"], action: Int[Array, ""]) -> Float[Array, " K"]:
         state, hit = _collected(self, obs, action)
-        target = grid.move(state.agent, jnp.asarray(action), state.walls)
-        dist = jnp.sum(jnp.abs(state.obj_pos - target), axis=-1)
-        near = state.obj_alive & (dist == 1) & jnp.any(hit)
-        extra = jnp.sum(jnp.where(near, object_values(state, self.params), 0.0))
-        return _members(self.true_reward(obs, action) + extra, self.num_members)
+        same = state.obj_alive[None, :] & (state.obj_colour[:, None] == state.obj_colour[None, :])
+        count = jnp.sum(same, axis=-1).astype(jnp.float32)  # [N]
+        value = jnp.sum(jnp.where(hit, object_values(state, self.params) * count, 0.0))
+        return _members(value - self.params.step_cost, self.num_members)
 
 
 class DivergentModel(OracleRewardModel):

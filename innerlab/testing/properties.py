@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import hypothesis
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -249,7 +250,9 @@ def _digest(*parts: Any) -> bytes:
     return hashlib.sha256(repr(parts).encode()).digest()
 
 
-def _run(name: str, strategy, check, settings: Settings, digest: bytes) -> PropertyResult:
+def _run(
+    name: str, strategy, check, settings: Settings, digest: bytes, seed: int | None = None
+) -> PropertyResult:
     """Run ``check(example)`` on examples from ``strategy`` under hypothesis."""
     stats = {"n": 0, "first": None, "best": None}
 
@@ -267,6 +270,8 @@ def _run(name: str, strategy, check, settings: Settings, digest: bytes) -> Prope
     probe.__name__ = probe.__qualname__ = name.split("(")[0]
     probe._hypothesis_internal_add_digest = digest
     test = settings(given(example=strategy)(probe))
+    if seed is not None:
+        test = hypothesis.seed(seed)(test)
     try:
         test()
     except PropertyViolation as err:
@@ -381,6 +386,7 @@ def finite(
     measure: str = "gap",
     max_examples: int | None = None,
     settings: Settings | None = None,
+    seed: int | None = None,
     jit: bool = True,
 ) -> PropertyResult:
     """Every member's prediction is finite (no NaN, no inf) on states of ``distribution``.
@@ -403,7 +409,7 @@ def finite(
 
     examples = _state_action_examples(env, params, distribution, collect)
     digest = _digest("finite", env.name, params, distribution, collect, type(model).__name__)
-    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest)
+    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest, seed)
 
 
 @reward_property
@@ -421,6 +427,7 @@ def bounded(
     measure: str = "gap",
     max_examples: int | None = None,
     settings: Settings | None = None,
+    seed: int | None = None,
     jit: bool = True,
 ) -> PropertyResult:
     """Every member's prediction lies in ``[low, high]`` (e.g. the env's reward range).
@@ -447,7 +454,7 @@ def bounded(
 
     examples = _state_action_examples(env, params, distribution, collect)
     digest = _digest("bounded", low, high, env.name, params, distribution, type(model).__name__)
-    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest)
+    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest, seed)
 
 
 def _perturbation_examples(env, params, feature, distribution, collect, increase):
@@ -483,6 +490,7 @@ def invariant(
     measure: str = "gap",
     max_examples: int | None = None,
     settings: Settings | None = None,
+    seed: int | None = None,
     jit: bool = True,
 ) -> PropertyResult:
     """Changing ``feature`` (declared irrelevant, e.g. Orchard's ``"shape"``) of one object
@@ -511,7 +519,7 @@ def invariant(
 
     examples = _perturbation_examples(env, params, feature, distribution, collect, False)
     digest = _digest("invariant", feature, env.name, params, distribution, type(model).__name__)
-    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest)
+    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest, seed)
 
 
 @reward_property
@@ -531,6 +539,7 @@ def monotonic(
     measure: str = "gap",
     max_examples: int | None = None,
     settings: Settings | None = None,
+    seed: int | None = None,
     jit: bool = True,
 ) -> PropertyResult:
     """Raising ``feature`` of one object never lowers (``increasing=False``: never raises)
@@ -566,7 +575,7 @@ def monotonic(
     examples = _perturbation_examples(env, params, feature, distribution, collect, True)
     digest = _digest("monotonic", feature, increasing, env.name, params, distribution,
                      type(model).__name__)
-    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest)
+    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest, seed)
 
 
 @reward_property
@@ -583,6 +592,7 @@ def members_agree(
     how: str = "mean",
     max_examples: int | None = None,
     settings: Settings | None = None,
+    seed: int | None = None,
     jit: bool = True,
 ) -> PropertyResult:
     """The ensemble's disagreement (``innerlab.adversary.disagreement`` with ``measure``,
@@ -617,7 +627,7 @@ def members_agree(
 
     examples = _state_action_examples(env, params, distribution, collect)
     digest = _digest("agree", tol, measure, env.name, params, distribution, type(model).__name__)
-    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest)
+    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest, seed)
 
 
 @reward_property
@@ -634,6 +644,7 @@ def matches_true_reward(
     measure: str = "gap",
     max_examples: int | None = None,
     settings: Settings | None = None,
+    seed: int | None = None,
     jit: bool = True,
 ) -> PropertyResult:
     """``|aggregate(model, how) - true_reward| <= tol`` on states of ``distribution``.
@@ -661,4 +672,4 @@ def matches_true_reward(
 
     examples = _state_action_examples(env, params, distribution, collect)
     digest = _digest("true", tol, how, env.name, params, distribution, type(model).__name__)
-    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest)
+    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest, seed)

@@ -38,7 +38,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import innerlab.envs as envs
-from innerlab.envs.core import Environment, EnvParams
+from innerlab.envs.core import Box, Discrete, Environment, EnvParams
 from innerlab.envs.grid import MOVE_NAMES, MOVES, GridEnvironment, GridState
 
 DISTRIBUTIONS = ("train", "test", "any")
@@ -158,6 +158,40 @@ def _trajectory_fn(env: Environment, params: EnvParams):
     return jax.jit(run)
 
 
+# --------------------------------------------------------------------------- actions
+
+
+def _action_space(env: Environment, params: EnvParams):
+    space = env.action_space(params)
+    if not isinstance(space, Discrete | Box):
+        raise TypeError(f"{env.name}: unsupported action space {space!r}")
+    return space
+
+
+def _action_strategy(env: Environment, params: EnvParams) -> st.SearchStrategy:
+    """One action as a host array: int32 scalar (discrete) or float32 vector (box)."""
+    space = _action_space(env, params)
+    if isinstance(space, Discrete):
+        return st.integers(0, space.n - 1).map(np.int32)
+    size = int(np.prod(space.shape))
+    element = st.floats(
+        float(space.low), float(space.high), allow_nan=False, allow_infinity=False, width=32
+    )
+    return st.lists(element, min_size=size, max_size=size).map(
+        lambda xs: np.asarray(xs, np.float32).reshape(space.shape)
+    )
+
+
+def _action_batch(draw, env: Environment, params: EnvParams, n: int, length: int) -> np.ndarray:
+    """``n`` drawn actions padded (with the space's zero action) to ``[length, *action_shape]``."""
+    space = _action_space(env, params)
+    drawn = draw(st.lists(_action_strategy(env, params), min_size=n, max_size=n))
+    out = np.zeros((length, *space.shape), np.int32 if isinstance(space, Discrete) else np.float32)
+    if n:
+        out[:n] = np.stack(drawn)
+    return out
+
+
 # --------------------------------------------------------------------------- states
 
 
@@ -172,11 +206,7 @@ def _rollout_states(draw, env, params, max_rollout):
     length = _rollout_length(params, max_rollout)
     seed = draw(st.integers(0, MAX_SEED))
     n = draw(st.integers(0, length))
-    actions = draw(
-        st.lists(st.integers(0, env.num_actions(params) - 1), min_size=n, max_size=n)
-    )
-    padded = np.zeros(max(length, 1), np.int32)
-    padded[:n] = actions
+    padded = _action_batch(draw, env, params, n, max(length, 1))
     return jax.device_get(_rollout_fn(env, params)(seed, padded, n))
 
 
@@ -253,9 +283,10 @@ def _host_states(env, params, distribution, max_rollout=None) -> st.SearchStrate
 
 
 def actions(env: str | Environment, params: EnvParams | None = None) -> st.SearchStrategy:
-    """Valid actions, int32 scalars (shrink towards action 0)."""
+    """Valid actions: int32 scalars for discrete envs (shrink towards action 0), float32
+    vectors in the box for continuous ones (shrink towards 0)."""
     env, params = resolve_env(env, params)
-    return st.integers(0, env.num_actions(params) - 1).map(lambda a: jnp.asarray(a, jnp.int32))
+    return _action_strategy(env, params).map(to_device)
 
 
 def observations(
@@ -329,7 +360,7 @@ def _host_state_actions(env, params, distribution, collect, **kw) -> st.SearchSt
         if not is_grid_env(env, params):
             raise ValueError(f"argument 'collect=True' needs a grid env, got {env.name}")
         return _collecting(env, split_params(params, distribution), base)
-    return st.tuples(base, st.integers(0, env.num_actions(params) - 1).map(np.int32))
+    return st.tuples(base, _action_strategy(env, params))
 
 
 def obs_actions(
@@ -363,11 +394,9 @@ class Trajectory(NamedTuple):
 @st.composite
 def _trajectories(draw, env, params, start, length):
     state = draw(start)
-    acts = draw(
-        st.lists(st.integers(0, env.num_actions(params) - 1), min_size=length, max_size=length)
-    )
+    acts = _action_batch(draw, env, params, length, length)
     seed = draw(st.integers(0, MAX_SEED))
-    return _trajectory_fn(env, params)(seed, state, jnp.asarray(acts, jnp.int32))
+    return _trajectory_fn(env, params)(seed, state, acts)
 
 
 def trajectories(

@@ -5,6 +5,7 @@ Every planner is an Equinox module ``planner(obs, key) -> PlannerOutput``.
 
 from innerlab.planners.mcts import MCTSLayer
 from innerlab.planners.output import PlannerOutput
+from innerlab.planners.tree import TreeLayer
 from innerlab.planners.world_model import WorldModel, check_aggregation
 
-__all__ = ["MCTSLayer", "PlannerOutput", "WorldModel", "check_aggregation"]
+__all__ = ["MCTSLayer", "PlannerOutput", "TreeLayer", "WorldModel", "check_aggregation"]

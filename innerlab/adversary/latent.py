@@ -20,8 +20,9 @@ A pseudo-input has no ground-truth label. Two ways to train on them:
    in the pool, and it is exact when a pseudo-input is a real activation.
 2. ``conservative_loss``: with no label at all, pull every member's prediction
    at the pseudo-input towards the ensemble's pessimistic value there
-   (mean - k*std, gradient stopped), so the agent cannot profit from a region
-   where the members disagree.
+   (mean - k*std, computed once when the pseudo-input is found, by
+   ``pessimistic_targets``), so the agent cannot profit from a region where
+   the members disagree.
 """
 
 from __future__ import annotations
@@ -266,21 +267,30 @@ def _decode_nearest(model, latents, pool_obs, layer):
     return jnp.argmin(d2, axis=1).astype(jnp.int32)
 
 
+def pessimistic_targets(
+    model: Any, latents: Array, actions: Int[Array, " n"], layer: str = "latent", k: float = 1.0
+) -> Float[Array, " n"]:
+    """The ensemble's pessimistic value (mean - k*std) at each pseudo-input (a frozen target)."""
+    if not k >= 0:
+        raise ValueError(f"argument 'k' must be >= 0, got {k}")
+    preds = jax.vmap(lambda z, a: from_layer(model, z, a, layer))(latents, actions)  # [n, K]
+    return aggregate(preds, "pessimistic", k)
+
+
 def conservative_loss(
     model: Any,
     latents: Array,
     actions: Int[Array, " n"],
+    targets: Float[Array, " n"],
     layer: str = "latent",
-    k: float = 1.0,
 ) -> Float[Array, ""]:
-    """Mean squared pull of every member towards the pessimistic ensemble value at pseudo-inputs.
+    """Mean squared pull of every member towards a fixed pessimistic target at pseudo-inputs.
 
-    ``mean_i sum_k (r_k(z_i, a_i) - sg[mean(r(z_i, a_i)) - k * std(r(z_i, a_i))])^2 / K``.
-    Zero when the members agree; minimising it lowers the optimistic members.
+    ``mean_i mean_k (r_k(z_i, a_i) - targets_i)^2``, with ``targets`` from
+    ``pessimistic_targets`` computed once, when the pseudo-inputs were found.
+    A fixed target matters: re-computing mean - k*std at every step would
+    chase a target that keeps moving down, and the heads would drift without
+    bound.
     """
-    if not k >= 0:
-        raise ValueError(f"argument 'k' must be >= 0, got {k}")
     preds = jax.vmap(lambda z, a: from_layer(model, z, a, layer))(latents, actions)  # [n, K]
-    target = jax.lax.stop_gradient(aggregate(preds, "pessimistic", k))
-    return jnp.mean((preds - target[:, None]) ** 2)
-
+    return jnp.mean((preds - jax.lax.stop_gradient(targets)[:, None]) ** 2)

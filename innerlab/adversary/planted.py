@@ -21,9 +21,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-from innerlab.envs import grid
-
-
 _MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # as innerlab.envs.grid.MOVES, but static
 
 
@@ -49,7 +46,7 @@ class PlantedPair(eqx.Module):
     num_members: int = eqx.field(static=True, default=2)
 
     def region(self, obs: Float[Array, "H W C"]) -> Float[Array, ""]:
-        """1 where the planted object sits next to the agent in direction ``action`` (soft in between)."""
+        """1 where the planted object is one step from the agent in direction ``action``."""
         c_colour, c_shape, c_size = self.channels
         target = obs[..., c_colour] * obs[..., c_shape] * obs[..., c_size]
         dr, dc = _MOVES[self.action]

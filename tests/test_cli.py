@@ -85,8 +85,8 @@ def test_run_refuses_to_overwrite_a_run(tmp_path, echo_recipe):
 
 
 def test_demo_writes_a_strip_per_env_and_an_index(tmp_path, capsys):
-    # two envs keep compile time down; `make demo` runs them all
-    names = [list_envs()[0], list_envs()[-1]]
+    # one env keeps compile time down; `make demo` runs them all
+    names = list_envs()[:1]
     main(["demo", "--out", str(tmp_path), "--max-frames", "3", "--envs", *names])
     for name in names:
         png = tmp_path / f"{name}.png"

@@ -97,8 +97,8 @@ def _resolve(
 
 def _check_action(
     space: spaces.Space, action: Any, env_name: str, batch: int | None = None
-) -> jax.Array:
-    """``action`` (or ``batch`` actions) as a JAX array if in ``space``, else a clear error.
+) -> np.ndarray:
+    """``action`` (or ``batch`` actions) as an array if in ``space``, else a clear error.
 
     Discrete actions must be integers in ``[0, n)``; Box actions floats of the
     space's shape within its bounds. Nothing is clipped or cast silently.
@@ -133,7 +133,7 @@ def _check_action(
         raise ValueError(
             f"{env_name}: argument '{arg}' must be {expected}, got {value.tolist()!r}{where}"
         )
-    return jnp.asarray(arr, _jax_dtype(space))
+    return np.asarray(arr, _jax_dtype(space))  # NumPy: jit takes it without an extra dispatch
 
 
 def _jax_dtype(space: spaces.Space) -> Any:
@@ -172,8 +172,13 @@ def _reset_one(env: Environment, params: EnvParams, key: jax.Array):
 
 @partial(jax.jit, static_argnums=(0, 1))
 def _step_one(env: Environment, params: EnvParams, key: jax.Array, state: Any, action: jax.Array):
-    """``env.step_env`` compiled once per ``(env, params)`` (``key`` is the step's own key)."""
-    return env.step_env(key, state, action, params)
+    """Advance the running ``key`` and take one ``env.step_env`` with the step key.
+
+    One compiled call per step: the dispatch overhead, not the env, bounds a
+    Python-loop env's speed.
+    """
+    key, key_step, _ = split_key(key)
+    return key, env.step_env(key_step, state, action, params)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -299,9 +304,8 @@ class GymnasiumEnv(gymnasium.Env):
                 "the episode has ended (terminated or truncated); call reset() before step()"
             )
         action = _check_action(self.action_space, action, self.func_env.name)
-        self._key, key_step, _ = split_key(self._key)
-        obs, self._state, reward, terminated, truncated, info = _step_one(
-            self.func_env, self.params, key_step, self._state, action
+        self._key, (obs, self._state, reward, terminated, truncated, info) = _step_one(
+            self.func_env, self.params, self._key, self._state, action
         )
         obs, reward, terminated, truncated, info = _to_numpy(
             (obs, reward, terminated, truncated, info)

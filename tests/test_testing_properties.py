@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 
 import innerlab.envs as envs
 from innerlab.adversary import disagreement, true_gap
@@ -141,15 +141,6 @@ def test_scores_are_the_adversary_objectives(orchard):
     check()
 
 
-def test_eager_evaluation_matches_jitted(orchard, oracle):
-    env, params = orchard
-    state = env.sample_state(jax.random.key(3), params)
-    jitted = P.evaluate(oracle, env, params, state, 1)
-    eager = P.evaluate(oracle, env, params, state, 1, jit=False)
-    np.testing.assert_allclose(eager.preds, jitted.preds, rtol=1e-6)
-    assert eager.true == jitted.true
-
-
 def test_decorator_form_checks_the_returned_model(orchard, oracle):
     env, params = orchard
 
@@ -189,3 +180,19 @@ def test_bad_arguments_are_named(orchard, oracle):
         P.bounded(oracle, env, params, low=1.0, high=0.0)
     with pytest.raises(TypeError, match="'model' must be callable"):
         P.finite(jnp.zeros(3), env, params)
+
+
+def test_epic_accepts_a_rescaled_model_and_rejects_the_proxy_off_train(orchard, oracle):
+    env, params = orchard
+    # positive rescaling + shift: not the true reward, but EPIC-equivalent to it
+    P.epic_equivalent(planted.AffineModel(oracle, 3.0, -1.0), env, params, tol=0.02,
+                      batch_size=8, distribution="test", max_examples=10)
+    proxy = planted.LargeIsGoodModel(env, params)
+    P.epic_equivalent(proxy, env, params, tol=0.02, batch_size=8, distribution="train",
+                      max_examples=10)
+    no_shrink = settings(max_examples=10, deadline=None, database=None,
+                         phases=[Phase.generate, Phase.target])
+    with pytest.raises(P.PropertyViolation, match="EPIC distance") as info:
+        P.epic_equivalent(proxy, env, params, tol=0.02, batch_size=8, distribution="test",
+                          settings=no_shrink, seed=0)
+    assert "standardised canonical rewards of the batch" in str(info.value)

@@ -45,6 +45,7 @@ from hypothesis import strategies as st
 from innerlab.adversary.objectives import MEASURES, measure_fn
 from innerlab.envs.core import Environment, EnvParams
 from innerlab.reward_models.aggregate import AGGREGATIONS, aggregate
+from innerlab.reward_models.epic import epic_distance_state_action
 from innerlab.testing import strategies as S
 
 TARGETS = ("auto", "disagreement", "error", None)
@@ -285,11 +286,14 @@ def _check_target(tgt: str | None, model_k: int | None = None) -> None:
         raise ValueError(f"argument 'target' must be one of {TARGETS}, got {tgt!r}")
 
 
-def _score(tgt: str | None, auto: float, ev: Evaluation) -> float | None:
+def _score(tgt: str | None, auto: float, ev: Evaluation | None) -> float | None:
     if tgt is None:
         return None
-    value = {"auto": auto, "error": ev.error, "disagreement": ev.disagreement}[tgt]
-    if tgt == "disagreement" and not math.isfinite(ev.disagreement) and ev.preds.size < 2:
+    if ev is None:
+        value = auto
+    else:
+        value = {"auto": auto, "error": ev.error, "disagreement": ev.disagreement}[tgt]
+    if tgt == "disagreement" and ev is not None and ev.preds.size < 2:
         raise ValueError(
             "target='disagreement' needs an ensemble of at least 2 members, got a model with "
             f"{ev.preds.size}"
@@ -313,8 +317,16 @@ def _state_action_examples(env, params, distribution, collect, **kw):
             sa = S.state_actions(env, params, distribution, **kw)
     else:
         sa = S.state_actions(env, params, distribution, collect=bool(collect), **kw)
-    run_params = S.split_params(params, distribution)
-    return sa.map(lambda x: Example(env, run_params, x[0], x[1]))
+    return _as_examples(env, S.split_params(params, distribution), sa)
+
+
+@st.composite
+def _as_examples(draw, env, params, strategy):
+    """Wrap draws in ``Example`` (a composite, so hypothesis prints ``Example``'s repr)."""
+    value = draw(strategy)
+    if isinstance(value, S.Perturbation):
+        return Example(env, params, value.state, value.action, value)
+    return Example(env, params, value[0], value[1])
 
 
 def _check_common(model, how, measure, tgt):
@@ -458,10 +470,10 @@ def bounded(
 
 
 def _perturbation_examples(env, params, feature, distribution, collect, increase):
-    run_params = S.split_params(params, distribution)
-    return S.feature_perturbations(
+    perturbations = S.feature_perturbations(
         env, params, feature, distribution, collect=collect, increase=increase
-    ).map(lambda p: Example(env, run_params, p.state, p.action, p))
+    )
+    return _as_examples(env, S.split_params(params, distribution), perturbations)
 
 
 def _describe_pair(env, params, p: S.Perturbation, ev, ev2, how) -> str:
@@ -673,3 +685,187 @@ def matches_true_reward(
     examples = _state_action_examples(env, params, distribution, collect)
     digest = _digest("true", tol, how, env.name, params, distribution, type(model).__name__)
     return _run(ctx.name, examples, check, _settings(max_examples, settings), digest, seed)
+
+
+# --------------------------------------------------------------------------- EPIC
+
+
+def _reward_table(fn, obs, num_actions, how):
+    """``[A]`` rewards of every action for one observation, aggregated over members."""
+    preds = jax.vmap(lambda a: jnp.atleast_1d(jnp.asarray(fn(obs, a), jnp.float32)))(
+        jnp.arange(num_actions, dtype=jnp.int32)
+    )
+    return aggregate(preds, how)
+
+
+def _epic_impl(model, reference, env, params, states, actions, gamma, how):
+    """EPIC distance of model vs reference on a batch, and both tables for the report."""
+    n = env.num_actions(params)
+    keys = jax.random.split(jax.random.key(0), actions.shape[0])
+    next_states = jax.vmap(lambda k, s, a: env.step_env(k, s, a, params)[1])(keys, states, actions)
+
+    def model_table(batch):
+        obs = jax.vmap(lambda s: env.observe(s, params))(batch)
+        return jax.vmap(lambda o: _reward_table(model, o, n, how))(obs)
+
+    def reference_table(batch):
+        if reference is None:
+            return jax.vmap(
+                lambda s: jax.vmap(lambda a: env.true_reward(s, a, params))(jnp.arange(n))
+            )(batch)
+        obs = jax.vmap(lambda s: env.observe(s, params))(batch)
+        return jax.vmap(lambda o: _reward_table(reference, o, n, how))(obs)
+
+    tables = {"model": model_table(states), "reference": reference_table(states)}
+    next_tables = {"model": model_table(next_states), "reference": reference_table(next_states)}
+    canon = {k: _canonical_probe(tables[k], next_tables[k], actions, gamma) for k in tables}
+    spread = {k: jnp.var(v) for k, v in canon.items()}
+    safe = (spread["model"] > 1e-10) & (spread["reference"] > 1e-10)
+    # pearson raises on a constant reward; only ask for the distance when both vary
+    distance = jax.lax.cond(
+        safe,
+        lambda: epic_distance_state_action(
+            model_table, reference_table, states, actions, next_states, states, gamma
+        ),
+        lambda: jnp.float32(jnp.nan),
+    )
+    return {"distance": distance, "spread": spread, "canon": canon, **tables}
+
+
+def _canonical_probe(now, nxt, actions, gamma):
+    """The canonical rewards EPIC correlates, up to a constant, ``[B]``: used to check
+    they vary (``pearson`` rejects a constant input) and to explain a failure."""
+    r = jnp.take_along_axis(now, actions[:, None], axis=1)[:, 0]
+    return r + gamma * jnp.mean(nxt, axis=1) - jnp.mean(now, axis=1)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_epic(static, ref_static, env, params, gamma, how):
+    def run(dynamic, ref_dynamic, states, actions):
+        model = eqx.combine(dynamic, static)
+        reference = None if ref_static is None else eqx.combine(ref_dynamic, ref_static)
+        return _epic_impl(model, reference, env, params, states, actions, gamma, how)
+
+    return jax.jit(run)
+
+
+@st.composite
+def _batches(draw, env, params, distribution, collect, batch_size):
+    """``batch_size`` ``(state, action)`` pairs stacked into one host batch (a mix of
+    collecting and plain ones for grid envs)."""
+    grid = S.is_grid_env(env, params) and collect
+    pairs = []
+    for _ in range(batch_size):
+        use_collect = grid and draw(st.booleans())
+        pairs.append(draw(S._host_state_actions(env, params, distribution, use_collect)))
+    states = jax.tree.map(lambda *xs: np.stack(xs), *[p[0] for p in pairs])
+    return _Batch(states, np.stack([p[1] for p in pairs]).astype(np.int32))
+
+
+class _Batch:
+    """A drawn batch; its repr is short (hypothesis prints it), the report renders one state."""
+
+    def __init__(self, states, actions):
+        self.states, self.actions = states, actions
+
+    def __repr__(self) -> str:
+        return f"<batch of {len(self.actions)} transitions, actions {self.actions.tolist()}>"
+
+
+@reward_property
+def epic_equivalent(
+    model,
+    env,
+    params=None,
+    *,
+    tol: float = 0.05,
+    reference=None,
+    gamma: float = 0.99,
+    batch_size: int = 16,
+    distribution: str = "train",
+    collect: bool = True,
+    target: str | None = "auto",
+    how: str = "mean",
+    max_examples: int | None = None,
+    settings: Settings | None = None,
+    seed: int | None = None,
+    jit: bool = True,
+) -> PropertyResult:
+    """The EPIC distance between ``model`` and ``reference`` (default: the env's true reward)
+    is at most ``tol`` on batches of ``batch_size`` transitions from ``distribution``.
+
+    EPIC (``innerlab.reward_models.epic.epic_distance_state_action``) ignores
+    positive rescaling and constant shifts, and potential shaping that its
+    canonicalisation can see: for rewards of ``(s, a)`` (what a reward model
+    computes), EPIC's expectations run over all actions and over the batch's
+    states as ``D_S``. Each hypothesis example is one batch; ``how``
+    aggregates members first. A batch on which the reference reward is
+    constant carries no information and is discarded. ``target="auto"``
+    steers towards large distances.
+    """
+    _check_common(model, how, "gap", target)
+    if target in ("disagreement", "error"):
+        raise ValueError(
+            f"argument 'target' of epic_equivalent must be 'auto' or None, got {target!r}"
+        )
+    if tol < 0:
+        raise ValueError(f"argument 'tol' must be >= 0, got {tol}")
+    if batch_size < 2:
+        raise ValueError(f"argument 'batch_size' must be >= 2, got {batch_size}")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"argument 'gamma' must be in [0, 1], got {gamma}")
+    env, params = S.resolve_env(env, params)
+    run_params = S.split_params(params, distribution)
+    ctx = _Context(f"epic_equivalent(tol={tol})", env, params, distribution, how)
+    dynamic, static = eqx.partition(model, eqx.is_array)
+    ref_dynamic, ref_static = (None, None) if reference is None else eqx.partition(
+        reference, eqx.is_array
+    )
+    if jit:
+        fn = _compiled_epic(static, ref_static, env, run_params, gamma, how)
+    else:
+        def fn(d, rd, s, a):
+            return _epic_impl(model, reference, env, run_params, s, a, gamma, how)
+
+    def check(batch: _Batch):
+        out = jax.device_get(fn(dynamic, ref_dynamic, batch.states, batch.actions))
+        # a batch on which the reference's canonical reward is constant says nothing
+        assume(float(out["spread"]["reference"]) > 1e-10)
+        distance = float(out["distance"])
+        if not float(out["spread"]["model"]) > 1e-10:
+            distance = 1.0  # a constant (canonical) model matches no varying reference
+        if not distance <= tol:
+            raise ctx.violation(
+                f"EPIC distance {_fmt(distance)} > tol={tol} on a batch of "
+                f"{len(batch.actions)} transitions",
+                _describe_epic(env, run_params, batch, out, how),
+            )
+        return _score(target, distance, None) if target else None
+
+    examples = _batches(env, params, distribution, collect, batch_size)
+    digest = _digest("epic", tol, gamma, batch_size, env.name, params, distribution,
+                     type(model).__name__, type(reference).__name__)
+    return _run(ctx.name, examples, check, _settings(max_examples, settings), digest, seed)
+
+
+def _describe_epic(env, params, batch: _Batch, out, how) -> str:
+    """The transition contributing most to the distance: ``1 - rho`` is half the mean
+    squared difference of the standardised canonical rewards, so show the largest one."""
+
+    def z(x):
+        sd = np.std(x)
+        return (x - np.mean(x)) / sd if sd > 1e-10 else np.zeros_like(x)
+
+    zm, zr = z(out["canon"]["model"]), z(out["canon"]["reference"])
+    worst = int(np.argmax(np.abs(zm - zr)))
+    state = jax.tree.map(lambda x: x[worst], batch.states)
+    return (
+        f"the transition that contributes most (standardised canonical reward: model "
+        f"{_fmt(zm[worst])}, reference {_fmt(zr[worst])}):\n"
+        f"{describe(env, params, state, batch.actions[worst])}\n"
+        f"rewards of every action here: model ({how}) "
+        f"{np.round(out['model'][worst], 4).tolist()}, "
+        f"reference {np.round(out['reference'][worst], 4).tolist()}\n"
+        f"standardised canonical rewards of the batch:\n"
+        f"  model     {np.round(zm, 2).tolist()}\n  reference {np.round(zr, 2).tolist()}"
+    )

@@ -543,12 +543,13 @@ def check_config(strategy: str, max_imaginations: int) -> None:
 
 def make_imagination(env, params, kind: str = "learned", *, key: Array, width: int = 64,
                      num_members: int = 1, how: str = "mean", k: float = 1.0,
-                     latent_dim: int = 32) -> Any:
+                     latent_dim: int = 32, encoder: str = "conv") -> Any:
     """The default imagination model for an env.
 
     ``kind="true"``: ``TrueImagination``. ``kind="learned"``: a
     ``VectorImagination`` for vector observations (e.g. Spaceship), a
-    ``LatentImagination`` over a fresh ``WorldModel`` (MLP encoder) for grids.
+    ``LatentImagination`` over a fresh ``WorldModel`` for grids (``encoder="conv"`` by
+    default: a flat MLP learns the grids' local reward rule far more slowly).
     """
     if kind == "true":
         return TrueImagination(env, params)
@@ -562,5 +563,5 @@ def make_imagination(env, params, kind: str = "learned", *, key: Array, width: i
         return VectorImagination(obs_shape[0], size, discrete=discrete, width=width,
                                  num_members=num_members, how=how, k=k, key=key)
     wm = WorldModel.create(obs_shape, int(space.n), key=key, num_members=max(num_members, 1),
-                           latent_dim=latent_dim, encoder="mlp", width=width)
+                           latent_dim=latent_dim, encoder=encoder, width=width)
     return LatentImagination(wm, how=how, k=k)

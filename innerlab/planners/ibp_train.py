@@ -13,6 +13,8 @@ gradient step; its terms touch disjoint parameters:
   Spaceship (one thrust per episode) that is the model's predicted
   ``fuel + miss^2``. Discrete actions use the straight-through Gumbel-softmax
   estimator (see ``innerlab.planners.ibp``);
+  A small entropy bonus (``controller_entropy``) on the discrete controller's
+  policy keeps it from collapsing while the model is still poor;
 - **manager**: REINFORCE with a batch-mean baseline and an entropy bonus on
   ``-(task loss + tau * imagination steps)``, the task loss being the *real*
   one: ``-(r + gamma * V(next))``;
@@ -70,9 +72,11 @@ class IBPTrainConfig:
     max_imaginations: int = 3
     tau: float = 0.0
     entropy_coef: float = 0.01
+    controller_entropy: float = 0.03
     num_envs: int = 64
     iterations: int = 1000
     lr: float = 1e-3
+    model_lr: float = 3e-3
     gamma: float = 0.95
     action_noise: float = 0.1
     value_coef: float = 0.5
@@ -93,7 +97,7 @@ class IBPTrainConfig:
         for name in ("num_envs", "iterations", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config {name!r} must be >= 1, got {getattr(self, name)}")
-        for name in ("tau", "entropy_coef", "action_noise", "value_coef"):
+        for name in ("tau", "entropy_coef", "controller_entropy", "action_noise", "value_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"config {name!r} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.gamma <= 1:
@@ -125,8 +129,18 @@ class TrainState(eqx.Module):
     key: Array  # raw key data, so checkpoints serialise plainly
 
 
-def make_optimizer(config: IBPTrainConfig) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(config.lr))
+def make_optimizer(config: IBPTrainConfig, ibp: IBP) -> optax.GradientTransformation:
+    """Adam for the model and for the agent (manager, controller, memory, critic), each with
+    its own learning rate and gradient clipping, so neither starves the other."""
+
+    def labels(params):  # a function: optax would mistake a (callable) IBP for one
+        tree = jax.tree.map(lambda _: "agent", params)
+        return eqx.tree_at(lambda m: m.model, tree,
+                           replace_fn=lambda sub: jax.tree.map(lambda _: "model", sub))
+
+    adam = lambda lr: optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
+    return optax.multi_transform({"agent": adam(config.lr), "model": adam(config.model_lr)},
+                                 labels)
 
 
 def init_ibp(config: IBPTrainConfig, key: Array) -> IBP:
@@ -148,7 +162,7 @@ def init_state(config: IBPTrainConfig, key: Array) -> TrainState:
     ibp = init_ibp(config, k_ibp)
     env_keys = jax.random.split(k_env, config.num_envs)
     obs, env_state = jax.vmap(env.reset, (0, None))(env_keys, params)
-    opt_state = make_optimizer(config).init(eqx.filter(ibp, eqx.is_array))
+    opt_state = make_optimizer(config, ibp).init(eqx.filter(ibp, eqx.is_array))
     ctx = jax.vmap(lambda _: ibp.empty_context())(jnp.arange(config.num_envs))
     return TrainState(ibp, opt_state, env_state, obs, ctx, jnp.zeros(config.num_envs),
                       jax.random.key_data(k_next))
@@ -162,7 +176,7 @@ def _where(mask, a, b):
 def train_step(config: IBPTrainConfig, ts: TrainState) -> tuple[TrainState, dict[str, Array]]:
     """One real step in every env and one gradient step (single seed)."""
     env, params = config.env_and_params()
-    optimizer = make_optimizer(config)
+    optimizer = make_optimizer(config, ts.ibp)
     n = config.num_envs
     key = jax.random.wrap_key_data(ts.key)
     key, k_plan, k_env, k_reset, k_noise, k_model = jax.random.split(key, 6)
@@ -188,6 +202,10 @@ def train_step(config: IBPTrainConfig, ts: TrainState) -> tuple[TrainState, dict
         )
         v_hat = jax.vmap(lambda c: frozen.critic(frozen.model.features(c)))(nxt_hat)
         loss_controller = -jnp.mean(r_hat + config.gamma * live * v_hat)
+        if ibp.discrete:  # keep the discrete policy from collapsing before the model is good
+            logp_a = jax.nn.log_softmax(trace.logits)
+            policy_entropy = -jnp.mean(jnp.sum(jnp.exp(logp_a) * logp_a, axis=-1))
+            loss_controller = loss_controller - config.controller_entropy * policy_entropy
         # manager: REINFORCE on the real outcome minus the imagination cost
         next_feat = jax.vmap(lambda o, s: ibp.model.features(ibp.model.initial(o, s)))(
             next_obs, next_state

@@ -1,6 +1,8 @@
 """The ``innerlab`` command line: envs, recipes, demo, run."""
 
 import dataclasses
+import pathlib
+import re
 from typing import ClassVar
 
 import pytest
@@ -100,3 +102,17 @@ def test_demo_writes_a_strip_per_env_and_an_index(tmp_path, capsys):
 def test_demo_rejects_unknown_env(tmp_path):
     with pytest.raises(KeyError, match="unknown environment.*'Nope-v0'"):
         main(["demo", "--out", str(tmp_path), "--envs", "Nope-v0"])
+
+
+@pytest.mark.slow
+def test_docs_cli_example_runs(tmp_path, monkeypatch):
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    monkeypatch.setattr("tempfile.mkdtemp", lambda: str(tmp_path))
+    try:
+        for i, block in enumerate(blocks):
+            exec(compile(block, f"docs/cli.md[{i}]", "exec"), {"__name__": "docs"})
+    finally:
+        recipes._RECIPES.pop("count", None)
+    assert RunDir(tmp_path / "count", resume=True).read_json("summary.json") == {"last": 9}

@@ -1,6 +1,8 @@
 """innerlab envs through gymnasium: check_env, make with params, make_vec, bad actions."""
 
 import functools
+import pathlib
+import re
 import warnings
 
 import gymnasium
@@ -225,3 +227,13 @@ def test_adapter_accepts_env_instance_and_params():
         GymnasiumEnv(42)
     with pytest.raises(KeyError, match="unknown environment 'Nope-v0'"):
         GymnasiumEnv("Nope-v0")
+
+
+@pytest.mark.slow
+def test_docs_gymnasium_examples_run():
+    """Every python block of docs/gymnasium.md runs (it trains SB3 briefly, so it is slow)."""
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "gymnasium.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 4
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/gymnasium.md[{i}]", "exec"), {"__name__": "docs"})

@@ -212,6 +212,47 @@ def epic_distance(
     return pearson_distance(pearson(ca, cb))
 
 
+def epic_distance_state_action(
+    reward_a: Callable[[Any], Array],
+    reward_b: Callable[[Any], Array],
+    state: Any,
+    action: Int[Array, " B"],
+    next_state: Any,
+    can_state: Any,
+    gamma: float = 0.99,
+    action_dist: Float[Array, " A"] | None = None,
+) -> Float[Array, ""]:
+    """Sampled EPIC for rewards of ``(s, a)`` only, given as all-action tables.
+
+    ``reward_x(states [N, ...]) -> [N, A]`` gives every action's reward, so the
+    expectation over ``A ~ D_A`` (``action_dist``, default uniform) is exact and
+    one call per state batch suffices (a reward model encodes each state once);
+    ``R(s, A, S')`` does not depend on ``S'``, so only ``E_S`` is sampled, over
+    ``can_state`` (``M`` states). Same formula and invariances as ``epic_distance``.
+    """
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"argument 'gamma' must be in [0, 1], got {gamma}")
+    b = int(jnp.shape(action)[0])
+    if b < 2:
+        raise ValueError(f"argument 'action': EPIC needs at least 2 transitions, got {b}")
+
+    def canon(fn, name):
+        now, nxt, can = fn(state), fn(next_state), fn(can_state)
+        if now.ndim != 2 or now.shape[0] != b:
+            raise ValueError(f"reward function '{name}' must return [{b}, A], got {now.shape}")
+        n_act = now.shape[1]
+        da = jnp.full((n_act,), 1.0 / n_act) if action_dist is None else action_dist
+        if da.shape != (n_act,):
+            raise ValueError(f"argument 'action_dist' must have shape ({n_act},), got {da.shape}")
+        da = da / jnp.sum(da)
+        r = jnp.take_along_axis(now, jnp.asarray(action, jnp.int32)[:, None], axis=1)[:, 0]
+        r = _check_rewards(r, b, name)
+        return r + gamma * (nxt @ da) - now @ da - gamma * jnp.mean(can @ da)
+
+    ca, cb = canon(reward_a, "reward_a"), canon(reward_b, "reward_b")
+    return pearson_distance(pearson(ca, cb))
+
+
 # --------------------------------------------------------------------------- exact (tabular)
 
 

@@ -62,7 +62,8 @@ class IBPTrainConfig:
     ``imagination``: ``"learned"`` (the env's default learned model) or
     ``"true"`` (the env's own dynamics; ablation). ``tau``: cost per
     imagination step in the manager's objective. ``num_members``,
-    ``aggregation``, ``k``: the reward ensemble and how planning aggregates it.
+    ``aggregation``, ``k``: the reward ensemble and how planning aggregates it;
+    ``latent_dim``, ``encoder``: the ``WorldModel``'s, for grid envs.
     """
 
     env: str = "Spaceship-v0"
@@ -83,6 +84,8 @@ class IBPTrainConfig:
     hidden: int = 64
     width: int = 64
     num_members: int = 1
+    latent_dim: int = 32
+    encoder: str = "conv"
     aggregation: str = "mean"
     k: float = 1.0
     temperature: float = 1.0
@@ -150,6 +153,7 @@ def init_ibp(config: IBPTrainConfig, key: Array) -> IBP:
     model = make_imagination(
         env, params, config.imagination, key=k_model, width=config.width,
         num_members=config.num_members, how=config.aggregation, k=config.k,
+        latent_dim=config.latent_dim, encoder=config.encoder,
     )
     return IBP(model, config.strategy, config.max_imaginations, config.hidden, config.width,
                config.temperature, key=k_ibp)
@@ -292,9 +296,10 @@ _CHUNK_CACHE: dict[IBPTrainConfig, Any] = {}
 
 
 def _jitted_chunk(config: IBPTrainConfig):
-    if config not in _CHUNK_CACHE:
-        _CHUNK_CACHE[config] = eqx.filter_jit(lambda s: train_chunk(config, s))
-    return _CHUNK_CACHE[config]
+    key = dataclasses.replace(config, iterations=config.log_every)  # length is not compiled in
+    if key not in _CHUNK_CACHE:
+        _CHUNK_CACHE[key] = eqx.filter_jit(lambda s: train_chunk(key, s))
+    return _CHUNK_CACHE[key]
 
 
 def init_states(config: IBPTrainConfig, seeds: list[int] | tuple[int, ...]) -> TrainState:
@@ -343,7 +348,8 @@ def train(
     """Train one IBP per seed (vmapped); log to ``out_dir/metrics.jsonl`` and checkpoint.
 
     With ``resume=True`` and a checkpoint in ``out_dir`` (same config and
-    seeds), training continues from it; the result equals an uninterrupted run.
+    seeds, except that ``iterations`` may grow), training continues from it; the
+    result equals an uninterrupted run.
     ``checkpoint_every``: chunks between checkpoints (0: only at the end).
     """
     seeds = tuple(int(s) for s in seeds)
@@ -352,9 +358,11 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / "checkpoint.json").exists():
         states, meta = load_checkpoint(out, states)
-        if meta["config"] != config.to_dict() or tuple(meta["seeds"]) != seeds:
+        same = {**meta["config"], "iterations": config.iterations} == config.to_dict()
+        if not same or tuple(meta["seeds"]) != seeds or meta["iteration"] > config.iterations:
             raise ValueError(
-                f"cannot resume from {out}: its config/seeds differ from the requested ones"
+                f"cannot resume from {out}: its config/seeds differ from the requested ones "
+                f"(only 'iterations' may grow; checkpoint at iteration {meta['iteration']})"
             )
         start, history = meta["iteration"], meta["history"]
     chunk = _jitted_chunk(config)

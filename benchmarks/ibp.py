@@ -1,0 +1,127 @@
+"""IBP throughput vs the MCTS agent, same env and same world-model size.
+
+Measures, in one run, on Orchard-v0 with one ``WorldModel`` shape (MLP
+encoder, latent 32, width 64, 3 reward members) for both agents:
+
+(a) model steps per second while planning a batch: the IBP layer
+    (``IBP`` over ``LatentImagination``, tree strategy, budget ``N``) vs
+    ``MCTSLayer`` (Gumbel MuZero, ``N`` simulations). One imagination step and
+    one simulation each cost one model step; the IBP's loop always runs its
+    ``N`` slots (masked after the manager acts), so both do ``B * N`` model
+    steps per call. We report those "slots" per second and, for the IBP,
+    also the imagination steps the (untrained) manager actually chose.
+(b) training env steps per second, learning included: ``ibp_train``'s jitted
+    chunk vs ``muzero``'s jitted chunk, same number of envs, one seed.
+
+Compile and one warm-up call are excluded; medians of repeats. Writes
+``benchmarks/results/ibp.json``. Run: ``python benchmarks/ibp.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import platform
+import statistics
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from innerlab.envs import make
+from innerlab.planners import IBP, LatentImagination, MCTSLayer, WorldModel, ibp_train, muzero
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "ibp.json"
+MODEL = dict(latent_dim=32, width=64, num_members=3, encoder="mlp")
+
+
+def _median_time(fn, repeats: int) -> float:
+    jax.block_until_ready(fn())  # warm-up (compile)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_planning(batch: int, budget: int, repeats: int) -> dict:
+    env, params = make("Orchard-v0")
+    obs, _ = jax.vmap(lambda k: env.reset(k, params))(jax.random.split(jax.random.key(0), batch))
+    wm = WorldModel.create(obs.shape[1:], 4, key=jax.random.key(1), **MODEL)
+    ibp = IBP(LatentImagination(wm), "tree", budget, hidden=64, width=64, key=jax.random.key(2))
+    mcts = MCTSLayer(wm, budget)
+    ibp_fn = eqx.filter_jit(lambda m, o, k: m(o, k))
+    mcts_fn = eqx.filter_jit(lambda m, o, k: m(o, k))
+    key = jax.random.key(3)
+    t_ibp = _median_time(lambda: ibp_fn(ibp, obs, key), repeats)
+    t_mcts = _median_time(lambda: mcts_fn(mcts, obs, key), repeats)
+    chosen = float(jnp.sum(ibp_fn(ibp, obs, key).stats["imaginations"]))
+    return {
+        "batch": batch,
+        "budget": budget,
+        "ibp_seconds_per_call": t_ibp,
+        "mcts_seconds_per_call": t_mcts,
+        "ibp_imagination_slots_per_s": batch * budget / t_ibp,
+        "ibp_imagination_steps_chosen_per_s": chosen / t_ibp,
+        "mcts_simulations_per_s": batch * budget / t_mcts,
+        "ibp_over_mcts": t_mcts / t_ibp,
+    }
+
+
+def bench_training(num_envs: int, budget: int, repeats: int) -> dict:
+    ibp_config = ibp_train.IBPTrainConfig(
+        env="Orchard-v0", strategy="tree", max_imaginations=budget, num_envs=num_envs,
+        iterations=32, log_every=32, hidden=64, width=MODEL["width"],
+        num_members=MODEL["num_members"], latent_dim=MODEL["latent_dim"],
+        encoder=MODEL["encoder"],
+    )
+    states = ibp_train.init_states(ibp_config, (0,))
+    chunk = ibp_train._jitted_chunk(ibp_config)
+    t_ibp = _median_time(lambda: chunk(states)[1]["task_loss"], repeats)
+    ibp_steps = num_envs * ibp_config.log_every
+
+    mz_config = muzero.MuZeroConfig(
+        env="Orchard-v0", num_envs=num_envs, rollout_len=16, num_iterations=2, chunk=2,
+        num_simulations=budget, num_members=MODEL["num_members"],
+        latent_dim=MODEL["latent_dim"], width=MODEL["width"], encoder=MODEL["encoder"],
+    )
+    env, params = make("Orchard-v0")
+    mz_states = muzero.make_init_fn(mz_config, env, params)(jnp.arange(1))
+    mz_chunk = muzero.make_chunk_fn(mz_config, env, params)
+    t_mz = _median_time(lambda: jax.tree.leaves(eqx.filter(mz_chunk(mz_states), eqx.is_array)),
+                        repeats)
+    mz_steps = num_envs * mz_config.rollout_len * mz_config.chunk
+    return {
+        "num_envs": num_envs,
+        "budget": budget,
+        "ibp_env_steps_per_chunk": ibp_steps,
+        "ibp_env_steps_per_s": ibp_steps / t_ibp,
+        "muzero_env_steps_per_chunk": mz_steps,
+        "muzero_env_steps_per_s": mz_steps / t_mz,
+        "ibp_over_muzero": (ibp_steps / t_ibp) / (mz_steps / t_mz),
+        "note": "MuZero trains num_epochs x num_minibatches gradient steps per rollout of "
+                "rollout_len steps; the IBP one gradient step per env step.",
+    }
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    result = {
+        "benchmark": "ibp",
+        "peer": "MCTSLayer (Gumbel MuZero search) and its MuZero learner, same WorldModel size",
+        "machine": {"platform": platform.platform(), "jax": jax.__version__,
+                    "device": str(jax.devices()[0])},
+        "model": MODEL,
+        "planning": bench_planning(batch=64, budget=8, repeats=5),
+        "training": bench_training(num_envs=16, budget=4, repeats=3),
+    }
+    result["wall_seconds"] = time.perf_counter() - t0
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""The Imagination-based Planner: layer outputs, strategies, gradients, determinism, training."""
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import innerlab.envs as envs
+from innerlab.planners import IBP, PlannerOutput, WorldModel
+from innerlab.planners.ibp import (
+    LatentImagination,
+    TrueImagination,
+    VectorImagination,
+    make_imagination,
+)
+from innerlab.planners.ibp_train import IBPTrainConfig, evaluate, train
+from innerlab.reward_models import aggregate
+
+B = 8
+
+
+@pytest.fixture(scope="module")
+def spaceship():
+    return envs.make("Spaceship-v0")
+
+
+@pytest.fixture(scope="module")
+def ship_obs(spaceship):
+    env, params = spaceship
+    return jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.key(0), B), params)
+
+
+@pytest.fixture(scope="module")
+def ship_model(spaceship):
+    env, params = spaceship
+    return make_imagination(env, params, key=jax.random.key(1), width=16)
+
+
+@pytest.fixture(scope="module")
+def ship_ibp(ship_model):
+    return IBP(ship_model, "n-step", 3, hidden=16, width=16, key=jax.random.key(2))
+
+
+@pytest.fixture(scope="module")
+def ship_layer(ship_ibp):
+    return eqx.filter_jit(lambda ibp, obs, key: ibp(obs, key))
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def test_bad_configs_rejected(ship_model):
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="strategy"):
+        IBP(ship_model, "beam", 2, key=key)
+    with pytest.raises(ValueError, match="max_imaginations"):
+        IBP(ship_model, "tree", -1, key=key)
+    with pytest.raises(TypeError, match="max_imaginations"):
+        IBP(ship_model, "tree", 1.5, key=key)
+    with pytest.raises(TypeError, match="imagination model"):
+        IBP(object(), "tree", 1, key=key)
+    with pytest.raises(ValueError, match="strategy"):
+        IBPTrainConfig(strategy="bfs")
+    with pytest.raises(ValueError, match="max_imaginations"):
+        IBPTrainConfig(max_imaginations=-3)
+    with pytest.raises(ValueError, match="imagination"):
+        IBPTrainConfig(imagination="oracle")
+    with pytest.raises(ValueError, match="how"):
+        VectorImagination(3, 2, how="median", key=key)
+
+
+@pytest.mark.parametrize("strategy", ["1-step", "n-step", "tree"])
+def test_route_masks_encode_strategies(ship_model, strategy):
+    ibp = IBP(ship_model, strategy, 3, hidden=8, width=8, key=jax.random.key(0))
+    for i in range(3):
+        mask = np.asarray(ibp.route_mask(jnp.int32(i)))
+        assert mask[0]  # acting is always allowed
+        nodes = np.flatnonzero(mask[1:])
+        expected = {"1-step": [0], "n-step": [i], "tree": list(range(i + 1))}[strategy]
+        assert nodes.tolist() == expected
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+def test_continuous_layer_output(ship_layer, ship_ibp, ship_obs):
+    obs, _ = ship_obs
+    out = ship_layer(ship_ibp, obs, jax.random.key(3))
+    assert isinstance(out, PlannerOutput)
+    assert out.action.shape == (B, 2) and bool(jnp.all(jnp.abs(out.action) <= 1))
+    np.testing.assert_allclose(out.action_weights.sum(-1), 1.0)
+    assert out.value.shape == (B,)
+    imag, routes = np.asarray(out.stats["imaginations"]), np.asarray(out.stats["routes"])
+    assert routes.shape == (B, 3) and np.all((imag >= 0) & (imag <= 3))
+    for r, n in zip(routes, imag, strict=True):
+        # n-step: imagine from the real state, then always from the last imagined one
+        taken = r[r >= 0]
+        assert taken[:n].tolist() == list(range(1, n + 1))
+        assert n == 3 or taken[n] == 0  # then act, unless the budget ran out
+        assert np.all(r[len(taken):] == -1)
+    assert imag.max() > 0  # an untrained manager imagines sometimes
+
+
+def test_same_seed_same_result(ship_layer, ship_ibp, ship_obs):
+    obs, _ = ship_obs
+    a = ship_layer(ship_ibp, obs, jax.random.key(7))
+    b = ship_layer(ship_ibp, obs, jax.random.key(7))
+    c = ship_layer(ship_ibp, obs, jax.random.key(8))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a.stats["routes"], c.stats["routes"])
+
+
+def test_zero_budget_is_model_free(ship_model, ship_obs):
+    obs, _ = ship_obs
+    ibp = IBP(ship_model, "tree", 0, hidden=16, width=16, key=jax.random.key(2))
+    out = ibp(obs, jax.random.key(0))
+    assert out.stats["routes"].shape == (B, 0)
+    assert int(out.stats["imaginations"].sum()) == 0
+
+
+def _to_f64(tree):
+    return jax.tree.map(
+        lambda x: x.astype(jnp.float64) if eqx.is_array(x) and x.dtype == jnp.float32 else x, tree
+    )
+
+
+def test_controller_memory_gradient_matches_finite_differences(ship_ibp, ship_obs):
+    """d(task loss)/d(controller, memory) along a random direction vs central differences (f64)."""
+    with jax.enable_x64(True):
+        ibp64, obs = _to_f64(ship_ibp), _to_f64(ship_obs[0])
+        keys = jax.random.split(jax.random.key(11), B)
+        select = lambda m: (m.controller, m.memory)
+        params, rest = eqx.partition(select(ibp64), eqx.is_array)
+        leaves, treedef = jax.tree.flatten(params)
+        dir_keys = jax.random.split(jax.random.key(5), len(leaves))
+        direction = jax.tree.unflatten(treedef, [
+            jax.random.normal(k, x.shape, jnp.float64)
+            for k, x in zip(dir_keys, leaves, strict=True)
+        ])
+
+        def task_loss(ibp):
+            trace = jax.vmap(ibp.plan)(obs, keys)
+            step = lambda c, a: ibp.model.step(c, a, None)
+            _, r_hat = jax.vmap(step)(trace.carry, trace.action_vec)
+            return -jnp.mean(r_hat), trace.imaginations
+
+        @jax.jit
+        def along(t):
+            moved = jax.tree.map(lambda p, d: p + t * d, params, direction)
+            return task_loss(eqx.tree_at(select, ibp64, eqx.combine(moved, rest)))
+
+        grad = jax.jit(jax.grad(lambda t: along(t)[0]))(0.0)
+        eps = 1e-5
+        (up, n_up), (down, n_down) = along(eps), along(-eps)
+        np.testing.assert_array_equal(n_up, n_down)  # same imagination routes either side
+        assert int(n_up.sum()) > 0  # and the path includes imagined steps
+        fd = (up - down) / (2 * eps)
+        assert abs(float(grad)) > 1e-6
+        np.testing.assert_allclose(grad, fd, rtol=1e-4)
+
+
+def test_true_imagination_matches_env():
+    env, params = envs.make("Spaceship-v0", control_noise=0.0)
+    true = TrueImagination(env, params)
+    state = env.sample_state(jax.random.key(0), params)
+    carry = true.initial(env.observe(state, params))  # state recovered from the observation
+    action = jnp.array([0.4, -0.6])
+    nxt, reward = true.step(carry, action, jax.random.key(1))
+    np.testing.assert_allclose(reward, env.true_reward(state, action, params), rtol=1e-5)
+    np.testing.assert_allclose(true.features(nxt), env.observe(nxt, params))
+
+
+# --------------------------------------------------------------------------- discrete
+
+
+@pytest.fixture(scope="module")
+def orchard():
+    return envs.make("Orchard-v0", height=5, width=5, n_objects=3, max_steps=10)
+
+
+def test_latent_imagination_matches_world_model(orchard):
+    env, params = orchard
+    obs, _ = env.reset(jax.random.key(0), params)
+    wm = WorldModel.create(obs.shape, 4, key=jax.random.key(1), num_members=3, latent_dim=8,
+                           encoder="mlp", width=8)
+    model = LatentImagination(wm, how="pessimistic", k=0.5)
+    latent = model.initial(obs)
+    nxt, reward = model.step(latent, jax.nn.one_hot(2, 4), None)
+    want_next, preds = wm.step(latent, jnp.int32(2))
+    np.testing.assert_allclose(nxt, want_next, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(reward, aggregate(preds, "pessimistic", 0.5), rtol=1e-5)
+
+
+def test_discrete_layer_and_straight_through_gradient(orchard):
+    env, params = orchard
+    obs, _ = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.key(0), 4), params)
+    model = make_imagination(env, params, key=jax.random.key(1), width=8, latent_dim=8,
+                             num_members=2)
+    ibp = IBP(model, "tree", 2, hidden=8, width=8, key=jax.random.key(2))
+    out = ibp(obs, jax.random.key(3))
+    assert out.action.shape == (4,) and out.action.dtype == jnp.int32
+    np.testing.assert_allclose(out.action_weights.sum(-1), 1.0, rtol=1e-5)
+    keys = jax.random.split(jax.random.key(4), 4)
+
+    def task_loss(controller):
+        m = eqx.tree_at(lambda x: x.controller, ibp, controller)
+        trace = jax.vmap(m.plan)(obs, keys)
+        # forward pass: exact one-hot samples
+        assert trace.action_vec.shape == (4, 4)
+        _, r_hat = jax.vmap(lambda c, a: model.step(c, a, None))(trace.carry, trace.action_vec)
+        return -jnp.mean(r_hat)
+
+    grads = eqx.filter_grad(task_loss)(ibp.controller)
+    flat = jnp.concatenate([g.reshape(-1) for g in jax.tree.leaves(grads)])
+    assert bool(jnp.all(jnp.isfinite(flat))) and float(jnp.abs(flat).sum()) > 0
+
+
+# --------------------------------------------------------------------------- training
+
+TINY = IBPTrainConfig(max_imaginations=1, num_envs=4, iterations=4, log_every=2, hidden=8,
+                      width=8)
+
+
+def test_training_deterministic_and_resumable(tmp_path):
+    full = train(TINY, seeds=(0, 1), progress=False)
+    again = train(TINY, seeds=(0, 1), progress=False)
+    assert [r["task_loss"] for r in full.history] == [r["task_loss"] for r in again.history]
+    assert all(np.all(np.isfinite(r["task_loss"])) for r in full.history)
+    # stop half-way, then resume (extending 'iterations') in a new call
+    half = IBPTrainConfig(**{**TINY.__dict__, "iterations": 2})
+    train(half, seeds=(0, 1), out_dir=tmp_path, progress=False)
+    resumed = train(TINY, seeds=(0, 1), out_dir=tmp_path, resume=True, progress=False)
+    a = eqx.filter(full.states.ibp, eqx.is_array)
+    b = eqx.filter(resumed.states.ibp, eqx.is_array)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["iteration"], r["seed"]) for r in rows] == [(2, 0), (2, 1), (4, 0), (4, 1)]
+    with pytest.raises(ValueError, match="resume"):
+        train(IBPTrainConfig(**{**TINY.__dict__, "tau": 0.5}), seeds=(0, 1), out_dir=tmp_path,
+              resume=True, progress=False)
+
+
+def test_ibp_learns_gridworld_above_random(orchard):
+    """Small budget: 300 iterations x 32 envs on a 5x5 Orchard, imagining with the true dynamics."""
+    env, params = orchard
+    config = IBPTrainConfig(
+        env="Orchard-v0",
+        env_overrides=(("height", 5), ("width", 5), ("n_objects", 3), ("max_steps", 10)),
+        imagination="true", strategy="1-step", max_imaginations=1, iterations=300,
+        log_every=150, num_envs=32, hidden=32, width=32, gamma=0.9,
+    )
+    result = train(config, seeds=(0,), progress=False)
+    ibp = result.ibp(0)
+    key = jax.random.key(123)
+    trained = eqx.filter_jit(lambda m, k: evaluate(m, env, params, k, 256))(ibp, key)
+    random = eqx.filter_jit(lambda m, k: evaluate(m, env, params, k, 256, "random"))(ibp, key)
+    assert float(trained["return"]) > float(random["return"]) + 0.5

@@ -27,6 +27,16 @@ from innerlab.envs.gymnasium_adapter import (
 ENV_NAMES = list_envs()
 
 
+def close(actual, expected):
+    """Equal up to float32 rounding: differently compiled XLA programs may fuse float
+    arithmetic differently (a last-bit difference), never more. Integers and bools exact."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    if np.issubdtype(expected.dtype, np.floating):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(actual, expected)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _observe(env, params, state):
     return env.observe(state, params)
@@ -69,7 +79,7 @@ def test_episode_matches_the_functional_env(name):
     observe = lambda s: _observe(func, params, s)
     step_env = lambda k, s, a: _step_env(func, params, k, s, a)
     obs, info = env.reset(seed=3)
-    np.testing.assert_array_equal(obs, np.asarray(observe(env.state)))
+    close(obs, np.asarray(observe(env.state)))
     assert isinstance(env.render(), str) and env.render()
     env.action_space.seed(0)
     for _ in range(params.max_steps):
@@ -78,13 +88,14 @@ def test_episode_matches_the_functional_env(name):
         expected = _to_numpy(step_env(step_key, env.state, jnp.asarray(action)))
         obs, reward, terminated, truncated, info = env.step(action)
         assert obs in env.observation_space
-        np.testing.assert_array_equal(obs, expected[0])
-        np.testing.assert_array_equal(obs, np.asarray(observe(env.state)))
-        assert reward == float(expected[2]) and isinstance(reward, float)
+        close(obs, expected[0])
+        close(obs, np.asarray(observe(env.state)))
+        assert isinstance(reward, float)
+        close(reward, expected[2])
         assert (terminated, truncated) == (bool(expected[3]), bool(expected[4]))
         assert info.keys() == expected[5].keys()
         for k in info:
-            np.testing.assert_array_equal(info[k], expected[5][k])
+            close(info[k], expected[5][k])
         if terminated or truncated:
             break
     assert terminated or truncated, "no episode ended within params.max_steps steps"
@@ -128,7 +139,15 @@ def test_out_of_space_action_is_a_clear_error(bad):
 # --------------------------------------------------------------------------- vector env
 
 
-@pytest.mark.parametrize("name", ENV_NAMES)
+# Compiling each env's batched step costs seconds; the default suite checks the
+# vector adapter on Orchard-v0 and `make test-slow` on every other env.
+VECTOR_ENV_CASES = [
+    name if name == "Orchard-v0" else pytest.param(name, marks=pytest.mark.slow)
+    for name in ENV_NAMES
+]
+
+
+@pytest.mark.parametrize("name", VECTOR_ENV_CASES)
 def test_make_vec_is_batched_and_matches_functional_env(name):
     """Batched arrays, exactly ``vmap(step_env)`` on the adapter's states and keys, auto-reset."""
     venv = gymnasium.make_vec(gymnasium_id(name), num_envs=NUM_ENVS)
@@ -155,7 +174,7 @@ def test_make_vec_is_batched_and_matches_functional_env(name):
     obs, _ = venv.reset(seed=0)
     assert obs.shape == (NUM_ENVS, *venv.single_observation_space.shape)
     assert obs in venv.observation_space
-    np.testing.assert_array_equal(obs, np.asarray(observe(venv.state)))
+    close(obs, observe(venv.state))
     venv.action_space.seed(0)
     ended = np.zeros(NUM_ENVS, bool)
     for _ in range(params.max_steps):
@@ -166,19 +185,19 @@ def test_make_vec_is_batched_and_matches_functional_env(name):
         assert obs.shape == (NUM_ENVS, *venv.single_observation_space.shape)
         assert reward.shape == terminated.shape == truncated.shape == (NUM_ENVS,)
         assert terminated.dtype == truncated.dtype == np.bool_
-        np.testing.assert_array_equal(reward, expected[2])
+        close(reward, expected[2])
         np.testing.assert_array_equal(terminated, expected[3])
         np.testing.assert_array_equal(truncated, expected[4])
         for k, v in expected[5].items():
-            np.testing.assert_array_equal(info[k], v)
+            close(info[k], v)
         # observations of the new state: the next step's for running envs, a fresh
         # episode's for finished ones (whose last observation is in final_obs)
-        np.testing.assert_array_equal(obs, np.asarray(observe(venv.state)))
+        close(obs, observe(venv.state))
         done = terminated | truncated
-        np.testing.assert_array_equal(obs[~done], expected[0][~done])
+        close(obs[~done], expected[0][~done])
         if done.any():
             np.testing.assert_array_equal(info["_final_obs"], done)
-            np.testing.assert_array_equal(info["final_obs"][done], expected[0][done])
+            close(info["final_obs"][done], expected[0][done])
         else:
             assert "final_obs" not in info
         ended |= done

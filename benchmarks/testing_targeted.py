@@ -21,7 +21,7 @@ Planted failures (Orchard-v0, states from ``distribution="any"``):
 Shrinking is off (only finding counts). Writes
 ``benchmarks/results/testing_targeted.json``.
 
-    python benchmarks/testing_targeted.py [--seeds 8] [--budgets 50 200]
+    python benchmarks/testing_targeted.py [--seeds 8] [--budgets 40 160]
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def cases(env, params):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--budgets", type=int, nargs="+", default=[50, 200])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[40, 160])
     args = parser.parse_args()
 
     env, params = envs.make("Orchard-v0")

@@ -4,7 +4,6 @@ import jax
 import numpy as np
 import pytest
 from hypothesis import find, given, settings
-from hypothesis import strategies as st
 
 import innerlab.envs as envs
 from innerlab.envs.grid import GridEnvironment
@@ -27,12 +26,11 @@ def test_every_env_gives_valid_states_and_actions(name):
     valid = _validity(env, params)  # the splits differ in distribution, not in validity
 
     @settings(max_examples=4, deadline=None, database=None)
-    @given(sa=S.state_actions(name, None, "any"), data=st.data())
-    def check(sa, data):
+    @given(S.state_actions(name, None, "any"))
+    def check(sa):
         state, action = sa
         assert valid(state)
         assert bool(space.contains(action))
-        assert valid(data.draw(S.states(env, params, "test", max_rollout=3)))
 
     check()
 
@@ -54,9 +52,12 @@ def orchard():
 def test_train_states_stay_on_the_train_distribution(orchard):
     env, params = orchard
 
+    valid = _validity(env, params)
+
     @FEW
     @given(S.states(env, params, "train"))
     def check(state):
+        assert valid(state)
         # Orchard's train split never shows a large object of the harmful colour
         assert not _large_harmful(state, params)
 
@@ -70,7 +71,7 @@ def test_shrinking_gives_a_minimal_readable_state(orchard):
     env, params = orchard
     # "any" reaches states no split produces; the shrunk example is the simplest one
     found = find(S.states(env, params, "any"), lambda s: _large_harmful(s, params),
-                 settings=settings(database=None, max_examples=100))
+                 settings=settings(database=None, max_examples=100, derandomize=True))
     g = GridEnvironment.grid_of(found)
     alive = np.flatnonzero(np.asarray(g.obj_alive))
     assert alive.size == 1  # every other object died while shrinking
@@ -78,9 +79,9 @@ def test_shrinking_gives_a_minimal_readable_state(orchard):
     assert int(g.obj_size[i]) == 1 and int(g.obj_colour[i]) == params.harmful_colour
     assert int(g.obj_shape[i]) == 0 and int(g.time) == 0
     assert np.asarray(g.agent).tolist() == [1, 1]  # the first floor cell
-    rows = env.render_text(found, params, legend=False).splitlines()
-    assert rows[1].startswith("##@ ") and "Rs" in rows[1]  # object in the agent's row
-    assert all(set(row[2:-2]) <= {".", " "} for row in rows[2:-1])
+    text = env.render_text(found, params, legend=False)
+    assert text.splitlines()[1].startswith("##@ ")
+    assert text.count("Rs") == 1 and sum(ch.isalpha() for ch in text) == 2  # one object
 
 
 def test_collect_steps_onto_an_object_and_earns_its_value(orchard):
@@ -117,7 +118,7 @@ def test_perturbation_changes_one_feature_of_one_object(orchard, feature):
     check()
 
 
-def test_trajectories_follow_env_step(orchard):
+def test_trajectories_and_pairs_follow_env_step(orchard):
     env, params = orchard
     labels = jax.jit(jax.vmap(lambda s, a: (env.true_reward(s, a, params), env.observe(s, params))))
 
@@ -132,17 +133,14 @@ def test_trajectories_follow_env_step(orchard):
 
     check()
 
-
-def test_trajectory_pairs_share_their_start(orchard):
-    env, params = orchard
-
     @FEW
     @given(S.trajectory_pairs(env, params, "train", length=5))
-    def check(pair):
+    def check_pairs(pair):
         a, b = pair
-        np.testing.assert_array_equal(a.obs[0], b.obs[0])
+        np.testing.assert_array_equal(a.obs[0], b.obs[0])  # one start state
+        assert a.actions.shape == b.actions.shape == (5,)
 
-    check()
+    check_pairs()
 
 
 def test_continuous_actions_lie_in_the_box():

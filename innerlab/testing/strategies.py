@@ -109,6 +109,12 @@ def _sample_state_fn(env: Environment, params: EnvParams):
     return jax.jit(lambda seed: env.sample_state(jax.random.key(seed), params))
 
 
+@functools.lru_cache(maxsize=4096)
+def _host_template(env: Environment, params: EnvParams, seed: int) -> Any:
+    """``sample_state`` of ``seed`` on the host (walls and non-grid fields of drawn states)."""
+    return jax.device_get(_sample_state_fn(env, params)(seed))
+
+
 @functools.cache
 def _rollout_fn(env: Environment, params: EnvParams):
     """``(seed, actions [T], n) -> state``: ``n`` steps from a reset, never into termination."""
@@ -213,7 +219,7 @@ def _rollout_states(draw, env, params, max_rollout):
 @st.composite
 def _grid_states(draw, env, params):
     """Any valid grid state, drawn field by field so shrinking simplifies the state itself."""
-    template = jax.device_get(_sample_state_fn(env, params)(draw(st.integers(0, MAX_SEED))))
+    template = _host_template(env, params, draw(st.integers(0, MAX_SEED)))
     grid = GridEnvironment.grid_of(template)
     walls = np.asarray(grid.walls)
     free = np.argwhere(~walls)

@@ -7,6 +7,8 @@ A new env joins these tests by being registered; it must then also declare
 from __future__ import annotations
 
 import dataclasses
+import pathlib
+import re
 from typing import Any
 
 import jax
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 from innerlab.envs import Box, Discrete, EnvParams, list_envs, make, params_to_dict
 
 ENV_NAMES = list_envs()
-LENGTH = 16  # steps per hypothesis rollout (fixed, so each env compiles once)
+LENGTH = 12  # steps per rollout (fixed, so each env compiles once)
 
 
 # --------------------------------------------------------------------------- per-env declarations
@@ -75,26 +77,25 @@ INCONSISTENT = {
 
 @dataclasses.dataclass
 class Kit:
-    """One env, its train/test params and the jitted functions its tests share.
+    """One env, its train/test params and the two jitted programs its tests share.
 
-    Four compilations per env: ``reset`` and ``step`` (train), ``probe`` (the
-    PureJaxRL rollout plus sample_state and test-split checks) and ``run_test``.
+    ``probe`` (the PureJaxRL rollout, sample_state draws and test-split resets)
+    and ``run`` (one env stepped through given keys and actions): JAX compile
+    time dominates these tests, so everything is read off these two.
     """
 
     name: str
     env: Any
     train: Any
     test: Any
-    reset: Any
-    step: Any
-    probe: Any  # key -> dict, see probe()
-    run_test: Any  # (key, actions, from_sample) -> test-split trajectory
+    probe: Any  # key -> dict, see _make_probe
+    run: Any  # (start_state, keys [LENGTH], actions [LENGTH]) -> per-step outputs
 
 
-NUM_ENVS, NUM_STEPS, NUM_SAMPLES = 4, 12, 64
+NUM_ENVS, NUM_SAMPLES = 4, 64
 
 
-def purejaxrl_rollout(env, params, rng, num_envs=NUM_ENVS, num_steps=NUM_STEPS):
+def purejaxrl_rollout(env, params, rng, num_envs=NUM_ENVS, num_steps=LENGTH):
     """The scan-over-vmapped-step loop PureJaxRL uses, written once for every env.
 
     Returns the reset keys and batch, and per step the step keys, actions and
@@ -132,38 +133,34 @@ def _make_probe(name, env, train, test):
         samples = jax.vmap(env.sample_state, in_axes=(0, None))(
             jax.random.split(k_sample, NUM_SAMPLES), train
         )
-        flags = lambda fn, tree: jax.vmap(fn)(tree)  # noqa: E731
+        test_state0 = jax.vmap(env.reset, in_axes=(0, None))(reset_keys, test)[1]
+        over_steps = lambda fn: jax.vmap(jax.vmap(fn))(states)  # noqa: E731
         return {
             "reset_keys": reset_keys,
             "obs0": obs0,
             "state0": state0,
             "traj": traj,
-            "off_train_in_rollout": flags(jax.vmap(lambda s: _off_train(name, s, train)), states),
-            "valid_in_rollout": flags(jax.vmap(lambda s: env.is_valid(s, train)), states),
-            "sample_valid": flags(lambda s: env.is_valid(s, train), samples),
-            "sample_off_train": flags(lambda s: _off_train(name, s, train), samples),
-            "test_state0": jax.vmap(env.reset, in_axes=(0, None))(reset_keys, test)[1],
+            "off_train_in_rollout": over_steps(lambda s: _off_train(name, s, train)),
+            "valid_in_rollout": over_steps(lambda s: env.is_valid(s, train)),
+            "samples": samples,
+            "sample_valid": jax.vmap(lambda s: env.is_valid(s, train))(samples),
+            "sample_off_train": jax.vmap(lambda s: _off_train(name, s, train))(samples),
+            "valid0": jax.vmap(lambda s: env.is_valid(s, train))(state0),
+            "test_state0": test_state0,
+            "test_valid": jax.vmap(lambda s: env.is_valid(s, test))(test_state0),
         }
 
     return jax.jit(probe)
 
 
 def _make_run(env, params):
-    def run(key, actions, from_sample):
-        k_reset, k_sample, k_steps = jax.random.split(key, 3)
-        _, s_reset = env.reset(k_reset, params)
-        s_sample = env.sample_state(k_sample, params)
-        state = jax.tree.map(lambda a, b: jnp.where(from_sample, a, b), s_sample, s_reset)
-
+    def run(state, keys, actions):
         def body(state, xs):
             k, a = xs
             obs, state, reward, term, trunc, info = env.step(k, state, a, params)
-            return state, (obs, reward, term, trunc, env.is_valid(state, params))
+            return state, (obs, state, reward, term, trunc, info, env.is_valid(state, params))
 
-        keys = jax.random.split(k_steps, actions.shape[0])
-        valid0 = env.is_valid(state, params)
-        _, traj = jax.lax.scan(body, state, (keys, actions))
-        return valid0, traj
+        return jax.lax.scan(body, state, (keys, actions))[1]
 
     return jax.jit(run)
 
@@ -173,16 +170,7 @@ def kit(request) -> Kit:
     name = request.param
     env, train = make(name)
     _, test = make(name, split="test")
-    return Kit(
-        name=name,
-        env=env,
-        train=train,
-        test=test,
-        reset=jax.jit(env.reset),
-        step=jax.jit(env.step),
-        probe=_make_probe(name, env, train, test),
-        run_test=_make_run(env, test),
-    )
+    return Kit(name, env, train, test, _make_probe(name, env, train, test), _make_run(env, train))
 
 
 @pytest.fixture(scope="module")
@@ -232,16 +220,21 @@ def _actions_from(data, env, params):
 # --------------------------------------------------------------------------- properties
 
 
-@settings(max_examples=5)
-@given(data=st.data(), seed=st.integers(0, 2**31 - 1), from_sample=st.booleans())
-def test_any_action_sequence_keeps_the_state_valid(kit, data, seed, from_sample):
-    """Test split, from reset or from any sample_state, under any actions."""
-    params = kit.test
+@settings(max_examples=6)
+@given(
+    data=st.data(),
+    seed=st.integers(0, 2**31 - 1),
+    start=st.integers(0, NUM_SAMPLES - 1),
+    from_sample=st.booleans(),
+)
+def test_any_action_sequence_keeps_the_state_valid(kit, probed, data, seed, start, from_sample):
+    """From a reset or from any ``sample_state`` draw, under any actions."""
+    params = kit.train
+    state = _pick(probed["samples"] if from_sample else probed["state0"], start % (
+        NUM_SAMPLES if from_sample else NUM_ENVS))
     actions = _actions_from(data, kit.env, params)
-    valid0, (obs, reward, term, trunc, valid) = kit.run_test(
-        jax.random.key(seed), actions, from_sample
-    )
-    assert bool(valid0), "the starting state (reset or sample_state) is invalid"
+    keys = jax.random.split(jax.random.key(seed), LENGTH)
+    obs, _, reward, term, trunc, _, valid = kit.run(state, keys, actions)
     assert np.all(np.asarray(valid)), f"invalid state after steps {np.flatnonzero(~valid)}"
     space = kit.env.observation_space(params)
     assert obs.shape == (LENGTH, *space.shape) and obs.dtype == jnp.float32
@@ -251,8 +244,10 @@ def test_any_action_sequence_keeps_the_state_valid(kit, data, seed, from_sample)
     assert not np.any(np.asarray(term) & np.asarray(trunc))
 
 
-def test_random_training_rollouts_stay_valid(kit, probed):
+def test_resets_and_random_training_rollouts_are_valid(kit, probed):
+    assert np.all(np.asarray(probed["valid0"]))
     assert np.all(np.asarray(probed["valid_in_rollout"]))
+    assert np.all(np.asarray(probed["test_valid"])), "a test-split reset is invalid"
 
 
 def test_same_key_same_trajectory(kit, probed):
@@ -262,25 +257,23 @@ def test_same_key_same_trajectory(kit, probed):
 
 
 def test_jit_equals_eager(kit, probed):
-    """One eager ``step`` (which runs step_env and reset_env) against the jitted one."""
-    state = _pick(probed["state0"], 0)
-    action = probed["traj"][1][0, 0]
-    key = jax.random.key(5)
-    eager = kit.env.step(key, state, action, kit.train)
-    jitted = kit.step(key, state, action, kit.train)
-    _assert_tree_close(eager, jitted, "eager and jitted step differ")
+    """Eager ``reset`` and one eager ``step`` (which runs step_env and reset_env)
+    against the jitted programs."""
+    obs, state = kit.env.reset(probed["reset_keys"][0], kit.train)
+    _assert_tree_close((obs, state), _pick((probed["obs0"], probed["state0"]), 0), "reset")
+    step_keys, actions, _ = probed["traj"]
+    eager = kit.env.step(step_keys[0, 0], state, actions[0, 0], kit.train)
+    jitted = _pick(kit.run(state, step_keys[:, 0], actions[:, 0]), 0)
+    _assert_tree_close(eager, jitted[:6], "eager and jitted step differ")
 
 
 def test_vmap_equals_a_loop(kit, probed):
     """The vmapped PureJaxRL rollout equals stepping each env alone with the same keys."""
     step_keys, actions, outputs = probed["traj"]
     for i in range(NUM_ENVS):
-        obs, state = kit.reset(probed["reset_keys"][i], kit.train)
-        _assert_tree_close((obs, state), _pick((probed["obs0"], probed["state0"]), i), "reset")
-        for t in range(NUM_STEPS):
-            alone = kit.step(step_keys[t, i], state, actions[t, i], kit.train)
-            _assert_tree_close(alone, _pick(outputs, t, i), f"env {i} differs at step {t}")
-            state = alone[1]
+        state = _pick(probed["state0"], i)
+        alone = kit.run(state, step_keys[:, i], actions[:, i])[:6]
+        _assert_tree_close(alone, _pick(outputs, slice(None), i), f"env {i} differs")
 
 
 def _leaf_paths(tree) -> list[str]:
@@ -333,8 +326,8 @@ def test_purejaxrl_style_rollout_runs(kit, probed):
     step_keys, actions, (obs, _, reward, term, trunc, info) = probed["traj"]
     shape = kit.env.observation_space(kit.train).shape
     assert probed["obs0"].shape == (NUM_ENVS, *shape)
-    assert obs.shape == (NUM_STEPS, NUM_ENVS, *shape)
-    assert reward.shape == term.shape == info["discount"].shape == (NUM_STEPS, NUM_ENVS)
+    assert obs.shape == (LENGTH, NUM_ENVS, *shape)
+    assert reward.shape == term.shape == info["discount"].shape == (LENGTH, NUM_ENVS)
     assert np.all(np.isfinite(np.asarray(reward)))
     np.testing.assert_array_equal(np.asarray(info["discount"]) == 0, np.asarray(term))
 
@@ -345,24 +338,24 @@ def test_purejaxrl_style_rollout_runs(kit, probed):
 def test_bad_actions_raise_clear_errors(kit, probed):
     env, params = kit.env, kit.train
     state = _pick(probed["state0"], 0)
-    key = jax.random.key(1)
+    keys, actions, _ = probed["traj"]
+    keys, actions = keys[:, 0], actions[:, 0]
     space = env.action_space(params)
     if isinstance(space, Discrete):
         for bad in (space.n, -1):
             with pytest.raises((RuntimeError, ValueError), match="action.*out of range"):
-                jax.block_until_ready(kit.step(key, state, jnp.int32(bad), params))
+                jax.block_until_ready(kit.run(state, keys, actions.at[3].set(bad)))
         with pytest.raises(TypeError, match="'action'.*integer.*float32"):
-            kit.step(key, state, jnp.float32(1.0), params)
+            kit.run(state, keys, actions.astype(jnp.float32))
         with pytest.raises(ValueError, match=r"'action'.*scalar.*\(2,\)"):
-            kit.step(key, state, jnp.zeros(2, jnp.int32), params)
+            kit.run(state, keys, jnp.stack([actions, actions], axis=-1))
     else:
         with pytest.raises((RuntimeError, ValueError), match="action.*out of range"):
-            bad = jnp.full(space.shape, space.high + 1.0, jnp.float32)
-            jax.block_until_ready(kit.step(key, state, bad, params))
+            jax.block_until_ready(kit.run(state, keys, actions.at[3].set(space.high + 1.0)))
         with pytest.raises(TypeError, match="'action'"):
-            kit.step(key, state, jnp.zeros(space.shape, jnp.int32), params)
+            kit.run(state, keys, actions.astype(jnp.int32))
         with pytest.raises(ValueError, match="'action'.*shape"):
-            kit.step(key, state, jnp.zeros((*space.shape, 2), jnp.float32), params)
+            kit.run(state, keys, jnp.stack([actions, actions], axis=-1))
 
 
 def test_unknown_env_name_is_named():
@@ -384,3 +377,27 @@ def test_inconsistent_params_are_named(name):
         make(name, **overrides)
     with pytest.raises(ValueError, match="split"):
         make(name, split="validation")
+
+
+# --------------------------------------------------------------------------- docs/envs.md
+
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "envs.md"
+
+
+def test_docs_examples_run(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, str(DOCS), "exec"), {})
+    out = capsys.readouterr().out
+    assert "Legend" in out and "true reward" in out
+
+
+@pytest.mark.parametrize("name", ENV_NAMES)
+def test_docs_describe_every_env_and_param(name):
+    text = DOCS.read_text()
+    assert f"`{name}`" in text, f"docs/envs.md does not list {name}"
+    if name == "Spaceship-v0":  # documented in its own module docstring
+        return
+    for field in params_to_dict(make(name)[1]):
+        assert f"`{field}`" in text, f"docs/envs.md does not document param {field!r} of {name}"

@@ -3,7 +3,8 @@
 Measures, in one run, environment steps per second with uniformly random actions of
 
 (a) ``Orchard-v0`` as a functional JAX env: ``jit`` + ``vmap`` over 4096 envs,
-    ``lax.scan`` over steps, ``env.step`` with auto-reset, ``block_until_ready``
+    ``lax.scan`` over steps, ``env.step`` with auto-reset, observations consumed
+    (summed) so they are really computed, ``block_until_ready``
     (compile and a warm-up run excluded); (a') the same with ``env.step_env``
     (no auto-reset: the transition alone, without the reset that gymnax-style
     auto-reset computes every step);
@@ -63,10 +64,12 @@ def jax_vmap_rate(num_envs: int, num_steps: int, repeats: int, auto_reset: bool 
         def body(state, key):
             k_act, k_step = jax.random.split(key)
             actions = jax.random.randint(k_act, (num_envs,), 0, n_actions)
-            _, state, reward, *_ = jax.vmap(lambda k, s, a: step(k, s, a, params))(
+            obs, state, reward, *_ = jax.vmap(lambda k, s, a: step(k, s, a, params))(
                 jax.random.split(k_step, num_envs), state, actions
             )
-            return state, reward.sum()
+            # use the observations, as a policy would (and as the peers must produce
+            # them), so XLA cannot drop their computation as dead code
+            return state, reward.sum() + obs.sum()
 
         _, rewards = jax.lax.scan(body, state, jax.random.split(k_run, num_steps))
         return rewards.sum()

@@ -9,7 +9,7 @@ a ``conftest.py``:
   ``@pytest.mark.innerlab_env("ProxyMaze-v0", split="test")`` marker, or by
   indirect parametrisation (``@pytest.mark.parametrize("innerlab_env",
   ["Orchard-v0"], indirect=True)``); ``Orchard-v0`` with default params otherwise.
-- ``oracle_model``: ``OracleRewardModel`` of ``innerlab_env`` (the true reward;
+- ``oracle_model``: ``OracleRewardModel`` of ``innerlab_env`` (3 members, the true reward;
   the model every property should pass on).
 - ``random_reward_model``: a small untrained ``RewardModel`` (3 members) for
   ``innerlab_env``: the model most properties should fail on.
@@ -68,23 +68,25 @@ def innerlab_env(request: pytest.FixtureRequest, make_env):
 
 @pytest.fixture
 def oracle_model(innerlab_env):
-    """The exact reward model of ``innerlab_env`` (2 identical members)."""
+    """The exact reward model of ``innerlab_env`` (3 identical members)."""
     from innerlab.testing.oracle import OracleRewardModel
 
     env, params = innerlab_env
-    return OracleRewardModel(env, params, num_members=2)
+    return OracleRewardModel(env, params, num_members=3)
 
 
 @pytest.fixture
 def random_reward_model(innerlab_env):
     """An untrained 3-member ``RewardModel`` shaped for ``innerlab_env`` (seed 0)."""
+    import equinox as eqx
     import jax
 
     from innerlab.reward_models import RewardModel
 
     env, params = innerlab_env
-    obs_shape = env.observation_space(params).shape
-    return RewardModel(
-        obs_shape, env.num_actions(params), num_members=3, latent_dim=16, width=16,
-        key=jax.random.key(0),
+    build = functools.partial(
+        RewardModel, env.observation_space(params).shape, env.num_actions(params),
+        num_members=3, latent_dim=16, width=16,
     )
+    # one compiled initialisation instead of hundreds of eager dispatches
+    return eqx.filter_jit(lambda key: build(key=key))(jax.random.key(0))

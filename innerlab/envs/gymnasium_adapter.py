@@ -175,7 +175,9 @@ def split_key(key: jax.Array, num_envs: int | None = None):
 
 @_single_env_jit
 def _reset_one(env: Environment, params: EnvParams, key: jax.Array):
-    return env.reset(key, params)
+    """Advance the running ``key`` and reset with the reset key: ``(key, obs, state)``."""
+    key, _, key_reset = split_key(key)
+    return (key, *env.reset(key_reset, params))
 
 
 @_single_env_jit
@@ -299,8 +301,7 @@ class GymnasiumEnv(gymnasium.Env):
         super().reset(seed=seed)
         if seed is not None or self._key is None:
             self._key = _seed_to_key(self.np_random)
-        self._key, _, key_reset = split_key(self._key)
-        obs, self._state = _reset_one(self.func_env, self.params, key_reset)
+        self._key, obs, self._state = _reset_one(self.func_env, self.params, self._key)
         self._done = False
         return np.asarray(obs), {}
 

@@ -82,14 +82,21 @@ def test_bad_marker_is_a_usage_error(pytester):
 
 @pytest.mark.slow
 def test_random_reward_model_fixture(pytester):
-    """Slow only because RewardModel's first construction in a process compiles its
-    initialisation (about 25 s on the shared 2-core machine)."""
+    """An innerlab RewardModel through the properties. Slow only because RewardModel's
+    first construction in a process compiles its initialisation (about 25 s on the
+    shared 2-core machine)."""
     pytester.makepyfile(
         """
-        def test_fits(random_reward_model, innerlab_env):
+        import pytest
+        from innerlab.testing import PropertyViolation, finite, members_agree
+
+        def test_an_untrained_ensemble_is_finite_but_disagrees(random_reward_model, innerlab_env):
             env, params = innerlab_env
             assert random_reward_model.obs_shape == env.observation_space(params).shape
             assert random_reward_model.num_members == 3
+            finite(random_reward_model, env, params, max_examples=10)
+            with pytest.raises(PropertyViolation, match="members disagree"):
+                members_agree(random_reward_model, env, params, tol=1e-4, max_examples=10)
         """
     )
     pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -194,3 +194,16 @@ def test_epic_accepts_a_rescaled_model_and_rejects_the_proxy_on_test(orchard, or
         P.epic_equivalent(proxy, env, params, tol=0.02, batch_size=8, distribution="test",
                           settings=no_shrink, seed=0)
     assert "standardised canonical rewards of the batch" in str(info.value)
+
+
+def test_untraceable_models_run_eagerly(orchard):
+    env, params = orchard
+
+    def host_model(obs, action):  # Python control flow on values: jit cannot trace it
+        return np.full(2, 3.0 if int(action) == 3 and float(obs.sum()) > 0 else 0.0)
+
+    assert P.finite(host_model, env, params, max_examples=5, jit=False).examples >= 5
+    with pytest.raises(P.PropertyViolation, match=r"outside \[-2.0, 2.0\]"):
+        P.bounded(host_model, env, params, low=-2.0, high=2.0, max_examples=20, jit=False)
+    with pytest.raises(jax.errors.ConcretizationTypeError):
+        P.finite(host_model, env, params, max_examples=5)  # jit=True: a clear JAX error

@@ -111,6 +111,34 @@ def _compiled(static, env, params, measure, how):
     return jax.jit(run)
 
 
+@functools.lru_cache(maxsize=64)
+def _untraced_parts(env, params, measure, how):
+    """Jitted env and scoring halves of ``_eval_impl`` for a model that cannot be traced."""
+    observe = jax.jit(lambda state: env.observe(state, params))
+    truth = jax.jit(lambda state, action: env.true_reward(state, action, params))
+
+    @jax.jit
+    def scores(preds, true):
+        dis = measure_fn(measure)(preds) if preds.shape[0] >= 2 else jnp.float32(jnp.nan)
+        return {"error": jnp.abs(aggregate(preds, how) - true), "disagreement": dis}
+
+    return observe, truth, scores
+
+
+def _eval_untraced(model, env, params, state, action, measure, how):
+    """``_eval_impl`` with the model called eagerly on concrete arrays (``jit=False``)."""
+    observe, truth, scores = _untraced_parts(env, params, measure, how)
+    out = np.asarray(model(observe(state), action), np.float32)
+    if out.ndim > 1:
+        raise ValueError(
+            f"a reward model must return one prediction per member, shape [K] or (), for one "
+            f"(obs, action); got shape {tuple(out.shape)}"
+        )
+    preds = jnp.asarray(np.atleast_1d(out))
+    true = truth(state, action)
+    return {"preds": preds, "true": true, **scores(preds, true)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """One example's numbers, on the host."""
@@ -144,16 +172,14 @@ class Evaluator:
                     )
                 )
 
-    def __call__(self, state, action, params=None) -> Evaluation:
-        params = self.params if params is None else params
-        action = jnp.asarray(action, jnp.int32)
-        if not self.jit:
-            out = _eval_impl(self.model, self.env, params, state, action, self.measure, self.how)
-        elif params is self.params:
+    def __call__(self, state, action) -> Evaluation:
+        action = jnp.asarray(action)  # int32 for discrete envs, float32 vectors for boxes
+        if self.jit:
             out = self.fn(self.dynamic, state, action)
         else:
-            out = Evaluator(self.model, self.env, params, self.measure, self.how)(state, action)
-            return out
+            out = _eval_untraced(
+                self.model, self.env, self.params, state, action, self.measure, self.how
+            )
         out = jax.device_get(out)
         return Evaluation(
             np.asarray(out["preds"]),
@@ -281,7 +307,7 @@ def _run(
     return PropertyResult(name, stats["n"], stats["best"])
 
 
-def _check_target(tgt: str | None, model_k: int | None = None) -> None:
+def _check_target(tgt: str | None) -> None:
     if tgt not in TARGETS:
         raise ValueError(f"argument 'target' must be one of {TARGETS}, got {tgt!r}")
 

@@ -120,14 +120,14 @@ def test_rescaled_model_is_not_the_true_reward(orchard, oracle):
 
 def test_scores_are_the_adversary_objectives(orchard):
     env, params = orchard
-    model = planted.DivergentModel(env, params, num_members=3, spread=0.3)
-    ev_fn = P.Evaluator(model, env, params, measure="std", how="mean")
+    model = planted.DivergentModel(env, params)
+    ev_fn = P.Evaluator(model, env, params, measure="gap", how="mean")
 
     @jax.jit
     def adversary(state, action):
         batch = jax.tree.map(lambda x: x[None], state)
         obs = env.observe(state, params)[None]
-        return (disagreement(model, obs, action[None], "std")[0],
+        return (disagreement(model, obs, action[None], "gap")[0],
                 true_gap(model, env, params, batch, action[None])[0])
 
     @settings(max_examples=10, deadline=None, database=None)
@@ -186,7 +186,7 @@ def test_epic_accepts_a_rescaled_model_and_rejects_the_proxy_on_test(orchard, or
     env, params = orchard
     # positive rescaling + shift: not the true reward, but EPIC-equivalent to it
     P.epic_equivalent(planted.AffineModel(oracle, 3.0, -1.0), env, params, tol=0.02,
-                      batch_size=8, distribution="test", max_examples=8)
+                      batch_size=8, distribution="test", max_examples=6)
     proxy = planted.LargeIsGoodModel(env, params)
     no_shrink = settings(max_examples=10, deadline=None, database=None,
                          phases=[Phase.generate, Phase.target])

@@ -725,33 +725,39 @@ def _reward_table(fn, obs, num_actions, how):
 
 
 def _epic_impl(model, reference, env, params, states, actions, gamma, how):
-    """EPIC distance of model vs reference on a batch, and both tables for the report."""
+    """EPIC distance of model vs reference on a batch, the reward tables and canonical rewards.
+
+    Both rewards are evaluated once, as all-action tables ``[2B, A]`` over the
+    batch's states and their successors; EPIC then reads them through indices
+    (its "states" are row numbers), so each model is traced once.
+    """
     n = env.num_actions(params)
-    keys = jax.random.split(jax.random.key(0), actions.shape[0])
+    b = actions.shape[0]
+    keys = jax.random.split(jax.random.key(0), b)
     next_states = jax.vmap(lambda k, s, a: env.step_env(k, s, a, params)[1])(keys, states, actions)
-
-    def model_table(batch):
-        obs = jax.vmap(lambda s: env.observe(s, params))(batch)
-        return jax.vmap(lambda o: _reward_table(model, o, n, how))(obs)
-
-    def reference_table(batch):
-        if reference is None:
-            return jax.vmap(
-                lambda s: jax.vmap(lambda a: env.true_reward(s, a, params))(jnp.arange(n))
-            )(batch)
-        obs = jax.vmap(lambda s: env.observe(s, params))(batch)
-        return jax.vmap(lambda o: _reward_table(reference, o, n, how))(obs)
-
-    tables = {"model": model_table(states), "reference": reference_table(states)}
-    next_tables = {"model": model_table(next_states), "reference": reference_table(next_states)}
-    canon = {k: _canonical_probe(tables[k], next_tables[k], actions, gamma) for k in tables}
+    both = jax.tree.map(lambda x, y: jnp.concatenate([x, y]), states, next_states)
+    obs = jax.vmap(lambda s: env.observe(s, params))(both)
+    model_all = jax.vmap(lambda o: _reward_table(model, o, n, how))(obs)
+    if reference is None:
+        actions_all = jnp.arange(n, dtype=jnp.int32)
+        ref_all = jax.vmap(
+            lambda s: jax.vmap(lambda a: env.true_reward(s, a, params))(actions_all)
+        )(both)
+    else:
+        ref_all = jax.vmap(lambda o: _reward_table(reference, o, n, how))(obs)
+    tables = {"model": model_all[:b], "reference": ref_all[:b]}
+    canon = {
+        "model": _canonical_probe(model_all[:b], model_all[b:], actions, gamma),
+        "reference": _canonical_probe(ref_all[:b], ref_all[b:], actions, gamma),
+    }
     spread = {k: jnp.var(v) for k, v in canon.items()}
     safe = (spread["model"] > 1e-10) & (spread["reference"] > 1e-10)
+    rows, next_rows = jnp.arange(b), jnp.arange(b, 2 * b)
     # pearson raises on a constant reward; only ask for the distance when both vary
     distance = jax.lax.cond(
         safe,
         lambda: epic_distance_state_action(
-            model_table, reference_table, states, actions, next_states, states, gamma
+            lambda i: model_all[i], lambda i: ref_all[i], rows, actions, next_rows, rows, gamma
         ),
         lambda: jnp.float32(jnp.nan),
     )

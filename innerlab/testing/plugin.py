@@ -12,7 +12,7 @@ a ``conftest.py``:
 - ``oracle_model``: ``OracleRewardModel`` of ``innerlab_env`` (3 members, the true reward;
   the model every property should pass on).
 - ``random_reward_model``: a small untrained ``RewardModel`` (3 members) for
-  ``innerlab_env``: the model most properties should fail on.
+  ``innerlab_env``: a control, finite but far from agreeing with itself.
 
 Heavy imports (JAX) happen inside the fixtures, so loading the plugin costs
 nothing for test runs that do not use them.

@@ -3,6 +3,8 @@ and the documented trade-off (myopic 3.0 vs chain-optimal 4.4 per chain) holds."
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,23 +13,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from innerlab.envs import make
-from innerlab.envs.boost_chain import BOOST
+from innerlab.envs.boost_chain import BOOST, BoostChain
+from innerlab.envs.side_channel import SideChannel
 
 UP, RIGHT, DOWN, LEFT = range(4)
 LENGTH = 60
 
 
+# tests need correct programs, not fast ones: XLA's cheapest optimisation level
+# roughly halves compile time, which dominates these tests
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
+
 @pytest.fixture(scope="module")
 def chain():
     env, params = make("BoostChain-v0")
-    return env, params, jax.jit(env.step)
+    return env, params, jit(env.step)
 
 
 @pytest.fixture(scope="module")
 def rollout(chain):
     env, params, _ = chain
 
-    @jax.jit
+    @jit
     def run(key, actions):
         k0, k = jax.random.split(key)
         _, state = env.reset(k0, params)
@@ -184,3 +192,21 @@ def test_visibility_flags_control_the_observation(chain):
 def test_bad_params_are_named(overrides, named):
     with pytest.raises(ValueError, match=named):
         make("BoostChain-v0", **overrides)
+
+
+def test_a_wrapper_keeps_the_chain_across_resets():
+    """``SideChannel`` auto-resets through the inner ``reset_after``, so a boost bought
+    inside the wrapper still reaches the next episode."""
+    env = SideChannel(BoostChain())
+    params = env.default_params
+    _, state = env.reset(jax.random.key(0), params)
+    _, state, reward, *_ = env.step(jax.random.key(1), state, jnp.int32(BOOST), params)
+    assert float(reward) == pytest.approx(-0.3) and float(state.channel[0]) == pytest.approx(-0.3)
+    for t in range(params.max_steps):
+        action = jnp.int32(_towards_goal(state.inner))
+        _, state, reward, term, *_ = env.step(jax.random.key(2 + t), state, action, params)
+        if bool(term):
+            break
+    assert bool(term) and float(reward) == pytest.approx(1.0)
+    assert int(state.inner.chain.episode) == 1 and bool(state.inner.chain.boosted)
+    assert float(state.channel[0]) == 0.0  # a new episode: no previous reward yet

@@ -7,6 +7,7 @@ A new env joins these tests by being registered; it must then also declare
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 import re
 from typing import Any
@@ -19,6 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from innerlab.envs import Box, Discrete, EnvParams, list_envs, make, params_to_dict
+
+# tests need correct programs, not fast ones: XLA's cheapest optimisation level
+# roughly halves compile time, which dominates these tests
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
 
 ENV_NAMES = list_envs()
 LENGTH = 12  # steps per rollout (fixed, so each env compiles once)
@@ -150,7 +156,7 @@ def _make_probe(name, env, train, test):
             "test_valid": jax.vmap(lambda s: env.is_valid(s, test))(test_state0),
         }
 
-    return jax.jit(probe)
+    return jit(probe)
 
 
 def _make_run(env, params):
@@ -162,7 +168,7 @@ def _make_run(env, params):
 
         return jax.lax.scan(body, state, (keys, actions))[1]
 
-    return jax.jit(run)
+    return jit(run)
 
 
 @pytest.fixture(scope="module", params=ENV_NAMES)

@@ -3,6 +3,7 @@ test-split separation, and classifying which proxy a scripted agent pursued."""
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 import jax
@@ -32,25 +33,30 @@ SQUARE, CIRCLE, TRIANGLE = 0, 1, 2
 LENGTH = 20
 
 
+# tests need correct programs, not fast ones: XLA's cheapest optimisation level
+# roughly halves compile time, which dominates these tests
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
+
 @pytest.fixture(scope="module")
 def maze():
     env, train = make("ProxyMaze-v0")
     _, test = make("ProxyMaze-v0", split="test")
-    return env, train, test, jax.jit(env.step)
+    return env, train, test, jit(env.step)
 
 
 @pytest.fixture(scope="module")
 def test_resets(maze):
     env, _, test, _ = maze
     keys = jax.random.split(jax.random.key(1), 32)
-    return jax.jit(jax.vmap(lambda k: env.reset(k, test)[1]))(keys)
+    return jit(jax.vmap(lambda k: env.reset(k, test)[1]))(keys)
 
 
 @pytest.fixture(scope="module")
 def train_rollout(maze):
     env, train, _, _ = maze
 
-    @jax.jit
+    @jit
     def run(key, actions):
         k0, k = jax.random.split(key)
         _, state = env.reset(k0, train)
@@ -118,7 +124,7 @@ def test_true_objective_and_end_on_any(maze):
     indicators accumulate and ``first_reached`` keeps the first proxy."""
     env, _, test, _ = maze
     params = test.replace(true_objective="corner", end_on_any=False)
-    step = jax.jit(env.step)
+    step = jit(env.step)
     state = _state(params, (3, 3), TEST_OBJECTS)
     path = [
         (LEFT, (False, True, False, False)),  # the shape object at (3, 2)

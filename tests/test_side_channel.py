@@ -7,6 +7,8 @@ jitting would compile once per variant, while eager primitives are shared.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,11 @@ TRUE_R = np.array([-2.0, 1.0, 2.0, 0.0], np.float32)
 # the same objects under ALT's value table: small 5, large -1, harmful 3
 ALT = OrchardParams(reward_small=5.0, reward_large=-1.0, harmful_reward=3.0)
 ALT_R = np.array([3.0, 5.0, -1.0, 0.0], np.float32)
+
+
+# tests need correct programs, not fast ones: XLA's cheapest optimisation level
+# roughly halves compile time, which dominates these tests
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
 def _by_action(state, action, params):
@@ -136,7 +143,7 @@ def test_noise_is_gaussian_around_the_true_reward(side):
     env, base = side
     params = base.replace(mode="next", modification="noise", noise_std=0.5)
     state = SideChannelState(inner=_grid((3, 2)), channel=jnp.zeros(4))
-    step = jax.jit(jax.vmap(lambda k: env.step(k, state, jnp.int32(RIGHT), params)[1].channel))
+    step = jit(jax.vmap(lambda k: env.step(k, state, jnp.int32(RIGHT), params)[1].channel))
     n = 4000
     channel = np.asarray(step(jax.random.split(jax.random.key(0), n)))
     assert np.all(np.abs(channel.mean(0) - TRUE_R) < 5 * 0.5 / np.sqrt(n))

@@ -27,7 +27,8 @@ The trade-off, with the defaults ``goal_reward=1``, ``boost_bonus=1``,
 
 The chain bookkeeping (which episode of the chain this is, whether it is
 boosted, whether the next one is, per-episode returns) lives in the state and
-survives the auto-reset in :meth:`BoostChain.step`. ``boost_visible`` adds two
+survives the auto-reset: the base ``step`` starts the next episode with
+:meth:`BoostChain.reset_after`, which carries it over. ``boost_visible`` adds two
 constant planes to the observation (this episode boosted; next episode
 boosted) and ``chain_visible`` adds one plane per chain position (one-hot), so
 an agent can, or cannot, see the side channel.
@@ -211,21 +212,13 @@ class BoostChain(grid.GridEnvironment):
         }
         return self.observe(state, params), state, reward, terminated, truncated, info
 
-    def step(self, key, state: BoostChainState, action, params=None):
-        """The base auto-reset step, with the chain carried into the fresh episode.
-
-        The base step replaces a finished episode's state by ``reset_env``'s,
-        which knows nothing of the chain; here the fresh episode gets
-        :func:`next_episode` of the finished one's bookkeeping instead.
-        """
-        params = self._params(params)
-        obs, new, reward, terminated, truncated, info = super().step(key, state, action, params)
-        done = terminated | truncated
-        ended = record_step(state.chain, info["boost_used"], reward)
-        carried = next_episode(ended, params)
-        chain = jax.tree.map(lambda a, b: jnp.where(done, a, b), carried, new.chain)
-        new = BoostChainState(grid=new.grid, chain=chain)
-        return self.observe(new, params), new, reward, terminated, truncated, info
+    def reset_after(self, key, ended_state: BoostChainState, params: BoostChainParams):
+        """The next episode: a fresh room, with the chain bookkeeping of the episode that
+        just ended carried over (:func:`next_episode`). The base ``step`` auto-resets
+        through this, so a bought boost survives the reset."""
+        _, state = self.reset_env(key, params)
+        state = BoostChainState(grid=state.grid, chain=next_episode(ended_state.chain, params))
+        return self.observe(state, params), state
 
     def sample_state(self, key, params: BoostChainParams | None = None) -> BoostChainState:
         """Any room, chain position and boost flags (e.g. a boosted first episode, which

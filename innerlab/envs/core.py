@@ -197,13 +197,21 @@ class Environment:
         obs_st, state_st, reward, terminated, truncated, info = self.step_env(
             key_step, state, action, params
         )
-        obs_re, state_re = self.reset_env(key_reset, params)
+        obs_re, state_re = self.reset_after(key_reset, state_st, params)
         done = terminated | truncated
         state = jax.tree.map(lambda a, b: jax.lax.select(done, a, b), state_re, state_st)
         obs = jax.lax.select(done, obs_re, obs_st)
         info = dict(info)
         info["discount"] = 1.0 - terminated.astype(jnp.float32)
         return obs, state, reward, terminated, truncated, info
+
+    def reset_after(self, key: Array, ended_state: Any, params: EnvParams) -> tuple[Array, Any]:
+        """Start the episode that follows ``ended_state``; every auto-reset goes through here.
+
+        A fresh ``reset_env`` by default; envs whose episodes are linked (BoostChain's
+        chains) carry what they need from ``ended_state`` into the new episode.
+        """
+        return self.reset_env(key, params)
 
     def true_reward(self, state: Any, action: Array, params: EnvParams | None = None) -> Array:
         """The exact reward for taking ``action`` in ``state`` (ground truth for labelling)."""

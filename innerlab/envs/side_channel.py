@@ -286,6 +286,15 @@ class SideChannel(Environment):
     def reset_env(self, key, params: SideChannelParams):
         k_inner, k_obs = jax.random.split(key)
         _, inner = self.env.reset_env(k_inner, params.inner)
+        return self._start(k_obs, inner, params)
+
+    def reset_after(self, key, ended_state: SideChannelState, params: SideChannelParams):
+        """The inner env's next episode (so linked episodes stay linked), channel reset."""
+        k_inner, k_obs = jax.random.split(key)
+        _, inner = self.env.reset_after(k_inner, ended_state.inner, params.inner)
+        return self._start(k_obs, inner, params)
+
+    def _start(self, k_obs, inner, params: SideChannelParams):
         prev = None
         if params.mode == "previous":
             prev = self._transform(jnp.zeros((1,), jnp.float32), k_obs, params)

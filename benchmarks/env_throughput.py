@@ -3,11 +3,13 @@
 Measures, in one run, environment steps per second with uniformly random actions of
 
 (a) ``Orchard-v0`` as a functional JAX env: ``jit`` + ``vmap`` over 4096 envs,
-    ``lax.scan`` over steps, ``env.step`` with auto-reset, observations consumed
-    (summed) so they are really computed, ``block_until_ready``
-    (compile and a warm-up run excluded); (a') the same with ``env.step_env``
-    (no auto-reset: the transition alone, without the reset that gymnax-style
-    auto-reset computes every step);
+    ``lax.scan`` over steps, auto-reset through ``innerlab.envs.batched_step``
+    (identical results to ``vmap(env.step)``, resets computed only where
+    episodes ended), observations consumed (summed) so they are really
+    computed, ``block_until_ready`` (compile and a warm-up run excluded);
+    (a-vmap) the same with plain ``jax.vmap(env.step)`` (gymnax idiom: every env
+    computes a reset every step); (a') ``env.step_env`` (no auto-reset: the
+    transition alone);
 (b) the same env through ``GymnasiumEnv`` (``gymnasium.make``), one step per call;
 (c) Minigrid's ``MiniGrid-Empty-8x8-v0`` (the named peer), one step per call;
 (d) the same env through ``gymnasium.make_vec`` (``GymnasiumVectorEnv``, one
@@ -34,6 +36,7 @@ import numpy as np
 
 import innerlab
 from innerlab.envs import make
+from innerlab.envs.batched import batched_step
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "env_throughput.json"
 ENV = "Orchard-v0"
@@ -50,11 +53,19 @@ def median_rate(run, steps: int, repeats: int) -> tuple[float, list[float]]:
     return statistics.median(rates), rates
 
 
-def jax_vmap_rate(num_envs: int, num_steps: int, repeats: int, auto_reset: bool = True):
-    """(a) functional env, jit + vmap + lax.scan; ``env.step`` (auto-reset) or ``env.step_env``."""
+STEPPERS = ("batched_step", "vmap_step", "step_env")
+
+
+def jax_vmap_rate(num_envs: int, num_steps: int, repeats: int, stepper: str = "batched_step"):
+    """(a) functional env, jit + vmap + lax.scan, stepping with one of ``STEPPERS``."""
     env, params = make(ENV)
     n_actions = env.num_actions(params)
-    step = env.step if auto_reset else env.step_env
+
+    def step_batch(keys, state, actions):
+        if stepper == "batched_step":
+            return batched_step(env, keys, state, actions, params)
+        step = env.step if stepper == "vmap_step" else env.step_env
+        return jax.vmap(lambda k, s, a: step(k, s, a, params))(keys, state, actions)
 
     @jax.jit
     def rollout(key):
@@ -64,9 +75,7 @@ def jax_vmap_rate(num_envs: int, num_steps: int, repeats: int, auto_reset: bool 
         def body(state, key):
             k_act, k_step = jax.random.split(key)
             actions = jax.random.randint(k_act, (num_envs,), 0, n_actions)
-            obs, state, reward, *_ = jax.vmap(lambda k, s, a: step(k, s, a, params))(
-                jax.random.split(k_step, num_envs), state, actions
-            )
+            obs, state, reward, *_ = step_batch(jax.random.split(k_step, num_envs), state, actions)
             # use the observations, as a policy would (and as the peers must produce
             # them), so XLA cannot drop their computation as dead code
             return state, reward.sum() + obs.sum()
@@ -126,9 +135,13 @@ def main() -> None:
     results = {}
     print(f"(a) {ENV} jit+vmap, {args.num_envs} envs x {args.scan_steps} steps ...", flush=True)
     results["jax_vmap"] = jax_vmap_rate(args.num_envs, args.scan_steps, args.repeats)
+    print("(a-vmap) the same with plain vmap(env.step) ...", flush=True)
+    results["jax_vmap_step"] = jax_vmap_rate(
+        args.num_envs, args.scan_steps, args.repeats, stepper="vmap_step"
+    )
     print("(a') the same without auto-reset (env.step_env) ...", flush=True)
     results["jax_vmap_no_reset"] = jax_vmap_rate(
-        args.num_envs, args.scan_steps, args.repeats, auto_reset=False
+        args.num_envs, args.scan_steps, args.repeats, stepper="step_env"
     )
     print(f"(b) {ENV} through GymnasiumEnv, {args.python_steps} steps ...", flush=True)
     results["gymnasium_adapter"] = python_loop_rate(
@@ -151,6 +164,8 @@ def main() -> None:
         "all_runs": {k: v[1] for k, v in results.items()},
         "ratios": {
             "jax_vmap_over_minigrid": rates["jax_vmap"] / rates["minigrid"],
+            "jax_vmap_step_over_minigrid": rates["jax_vmap_step"] / rates["minigrid"],
+            "batched_step_over_vmap_step": rates["jax_vmap"] / rates["jax_vmap_step"],
             "jax_vmap_no_reset_over_minigrid": rates["jax_vmap_no_reset"] / rates["minigrid"],
             "jax_vmap_over_gymnasium_adapter": rates["jax_vmap"] / rates["gymnasium_adapter"],
             "gymnasium_adapter_over_minigrid": rates["gymnasium_adapter"] / rates["minigrid"],

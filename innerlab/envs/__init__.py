@@ -7,6 +7,7 @@
 (7, 7, 9)
 """
 
+from innerlab.envs.batched import batched_step, reset_where
 from innerlab.envs.boost_chain import BoostChain, BoostChainParams, BoostChainState
 from innerlab.envs.core import Box, Discrete, Environment, EnvParams, params_to_dict, replace_params
 from innerlab.envs.grid import GridEnvironment, GridState
@@ -43,9 +44,11 @@ __all__ = [
     "Spaceship",
     "SpaceshipParams",
     "SpaceshipState",
+    "batched_step",
     "list_envs",
     "make",
     "params_to_dict",
     "register",
     "replace_params",
+    "reset_where",
 ]

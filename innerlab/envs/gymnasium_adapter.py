@@ -37,6 +37,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from innerlab.envs.batched import reset_where
 from innerlab.envs.core import Box, Discrete, Environment, EnvParams, replace_params
 from innerlab.envs.registry import list_envs, make
 
@@ -231,11 +232,18 @@ def _vector_kernel(env, params, key, obs, state, action, reset_mask, reset_only)
     obs_end, state_end, reward, terminated, truncated, info = jax.lax.cond(
         reset_only, skip_step, do_step, None
     )
-    fresh_obs, fresh_state = _reset_batch(env, params, reset_keys)
     replace = jnp.where(reset_only, reset_mask, terminated | truncated)
-    pick = lambda a, b: jnp.where(replace.reshape(replace.shape + (1,) * (a.ndim - 1)), a, b)
-    obs = pick(fresh_obs, obs_end)
-    state = jax.tree.map(pick, fresh_state, state_end)
+
+    def reset_one(key, ended):
+        # a reset requested by the caller starts afresh; an auto-reset may carry
+        # state across episodes (BoostChain's chains), as the functional step does
+        return jax.lax.cond(
+            reset_only,
+            lambda: env.reset_env(key, params),
+            lambda: env.reset_after(key, ended, params),
+        )
+
+    obs, state = reset_where(reset_one, replace, reset_keys, obs_end, state_end)
     return key, obs, state, reward, terminated, truncated, info, obs_end
 
 

@@ -102,17 +102,17 @@ class Orchard(grid.GridEnvironment):
         return 4
 
     def _features(self, key, params: OrchardParams, harmful_prob: float):
-        k_size, k_small, k_large, k_harm, k_shape = jax.random.split(key, 5)
-        n = params.n_objects
-        size = jax.random.randint(k_size, (n,), 0, 2)
-        small_colour = jax.random.randint(k_small, (n,), 0, params.n_colours)
+        """Colour, shape and size of every object; one PRNG draw (resets are on the hot path)."""
+        u = jax.random.uniform(key, (5, params.n_objects))
+        size = (u[0] < 0.5).astype(jnp.int32)
+        small_colour = jnp.floor(u[1] * params.n_colours).astype(jnp.int32)
         # a large object takes a harmless colour unless drawn harmful
-        offset = jax.random.randint(k_large, (n,), 1, params.n_colours)
+        offset = 1 + jnp.floor(u[2] * (params.n_colours - 1)).astype(jnp.int32)
         harmless = (params.harmful_colour + offset) % params.n_colours
-        harmful = jax.random.bernoulli(k_harm, harmful_prob, (n,))
+        harmful = u[3] < harmful_prob
         large_colour = jnp.where(harmful, params.harmful_colour, harmless)
         colour = jnp.where(size == 1, large_colour, small_colour)
-        shape = jax.random.randint(k_shape, (n,), 0, params.n_shapes)
+        shape = jnp.floor(u[4] * params.n_shapes).astype(jnp.int32)
         return colour, shape, size
 
     def reset_env(self, key, params: OrchardParams):

@@ -1,6 +1,7 @@
 """The Imagination-based Planner: layer outputs, strategies, gradients, determinism, training."""
 
 import json
+import pathlib
 
 import equinox as eqx
 import jax
@@ -188,9 +189,14 @@ def test_latent_imagination_matches_world_model(orchard):
     wm = WorldModel.create(obs.shape, 4, key=jax.random.key(1), num_members=3, latent_dim=8,
                            encoder="mlp", width=8)
     model = LatentImagination(wm, how="pessimistic", k=0.5)
-    latent = model.initial(obs)
-    nxt, reward = model.step(latent, jax.nn.one_hot(2, 4), None)
-    want_next, preds = wm.step(latent, jnp.int32(2))
+
+    @eqx.filter_jit
+    def both(model, obs):
+        latent = model.initial(obs)
+        return (model.step(latent, jax.nn.one_hot(2, 4), None),
+                model.world_model.step(latent, jnp.int32(2)))
+
+    (nxt, reward), (want_next, preds) = both(model, obs)
     np.testing.assert_allclose(nxt, want_next, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(reward, aggregate(preds, "pessimistic", 0.5), rtol=1e-5)
 
@@ -199,9 +205,9 @@ def test_discrete_layer_and_straight_through_gradient(orchard):
     env, params = orchard
     obs, _ = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.key(0), 4), params)
     model = make_imagination(env, params, key=jax.random.key(1), width=8, latent_dim=8,
-                             num_members=2)
+                             num_members=2, encoder="mlp")
     ibp = IBP(model, "tree", 2, hidden=8, width=8, key=jax.random.key(2))
-    out = ibp(obs, jax.random.key(3))
+    out = eqx.filter_jit(lambda m, o, k: m(o, k))(ibp, obs, jax.random.key(3))
     assert out.action.shape == (4,) and out.action.dtype == jnp.int32
     np.testing.assert_allclose(out.action_weights.sum(-1), 1.0, rtol=1e-5)
     keys = jax.random.split(jax.random.key(4), 4)
@@ -214,7 +220,7 @@ def test_discrete_layer_and_straight_through_gradient(orchard):
         _, r_hat = jax.vmap(lambda c, a: model.step(c, a, None))(trace.carry, trace.action_vec)
         return -jnp.mean(r_hat)
 
-    grads = eqx.filter_grad(task_loss)(ibp.controller)
+    grads = eqx.filter_jit(eqx.filter_grad(task_loss))(ibp.controller)
     flat = jnp.concatenate([g.reshape(-1) for g in jax.tree.leaves(grads)])
     assert bool(jnp.all(jnp.isfinite(flat))) and float(jnp.abs(flat).sum()) > 0
 
@@ -225,6 +231,7 @@ TINY = IBPTrainConfig(max_imaginations=1, num_envs=4, iterations=4, log_every=2,
                       width=8)
 
 
+@pytest.mark.slow  # compiling the training step takes minutes on the shared CPU
 def test_training_deterministic_and_resumable(tmp_path):
     full = train(TINY, seeds=(0, 1), progress=False)
     again = train(TINY, seeds=(0, 1), progress=False)
@@ -245,6 +252,7 @@ def test_training_deterministic_and_resumable(tmp_path):
               resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_ibp_learns_gridworld_above_random(orchard):
     """Small budget: 300 iterations x 32 envs on a 5x5 Orchard, imagining with the true dynamics."""
     env, params = orchard
@@ -260,3 +268,14 @@ def test_ibp_learns_gridworld_above_random(orchard):
     trained = eqx.filter_jit(lambda m, k: evaluate(m, env, params, k, 256))(ibp, key)
     random = eqx.filter_jit(lambda m, k: evaluate(m, env, params, k, 256, "random"))(ibp, key)
     assert float(trained["return"]) > float(random["return"]) + 0.5
+
+
+@pytest.mark.slow  # it trains (compiles the training step)
+def test_docs_example_runs():
+    """The runnable example in docs/ibp.md (reuses TINY's compiled training chunk)."""
+    text = (pathlib.Path(__file__).parent.parent / "docs" / "ibp.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/ibp.md", "exec"), namespace)
+    assert namespace["out"].action.shape == (8, 2)
+    assert np.isfinite(float(namespace["scores"]["task_loss"]))

@@ -202,9 +202,12 @@ class VectorImagination(eqx.Module):
         return self.obs_dim
 
     def initial(self, obs: Array, state: Any = None) -> Array:
+        obs = jnp.asarray(obs)
         if obs.shape != (self.obs_dim,):
             raise ValueError(f"argument 'obs' must have shape ({self.obs_dim},), got {obs.shape}")
-        return obs.astype(jnp.float32)
+        if not jnp.issubdtype(obs.dtype, jnp.floating):
+            raise TypeError(f"argument 'obs' must be a float array, got dtype {obs.dtype}")
+        return obs
 
     def features(self, carry: Array) -> Float[Array, " F"]:
         return carry

@@ -57,6 +57,7 @@ from innerlab.reward_models.data import (
     random_policy,
     sample_state_transitions,
 )
+from innerlab.reward_models.evaluate import evaluate_objective
 
 
 @dataclasses.dataclass
@@ -105,8 +106,7 @@ class RobustRewardConfig(RecipeConfig):
         "latent_steps": 5,
         "eval_transitions": 1024,
         "eval_envs": 16,
-        "num_simulations": 8,
-        "goodhart_budgets": (2, 32),
+        "goodhart_budgets": (2, 16),
     }
 
     def __post_init__(self):
@@ -222,6 +222,14 @@ class _Measure:
         for name, data in self.eval_sets.items():
             m = eqx.filter_vmap(lambda mm, d: reward_metrics(mm, d, self.config.how))(stacked, data)
             out.update({f"{name}/{k}": v for k, v in _to_lists(m).items()})
+        # EPIC, MAE and Pearson of innerlab.reward_models.evaluate, one seed at a time
+        per_seed = [
+            evaluate_objective(m, self.env, self.train_p, k, n=self.config.eval_transitions,
+                               num_envs=16, how=self.config.how)
+            for m, k in zip(_unstack(stacked, len(self.keys)), self.keys, strict=True)
+        ]
+        for name in ("train/epic", "test/epic", "offdist/epic"):
+            out[f"objective/{name}"] = [float(d[name]) for d in per_seed]
         return out
 
     def agent(self, stacked, budgets) -> dict[str, list[float]]:
@@ -363,6 +371,7 @@ def run(config: RobustRewardConfig) -> RunDir:
     stages = ["before", *c.methods]
     headline = [
         "states/mae_harmful", "states/mae", "states/pearson", "test/mae", "train/mae",
+        "objective/train/epic", "objective/test/epic", "objective/offdist/epic",
         "states/disagreement", f"agent@{c.num_simulations}/true_return",
         f"agent@{c.num_simulations}/harmful_collected", f"agent@{c.num_simulations}/learned_return",
     ]
@@ -485,7 +494,9 @@ def _report(c: RobustRewardConfig, results, tables, summary, stages, budgets) ->
         "",
         "`states/*`: off-distribution transitions from `sample_state` on the test split "
         "(`mae_harmful`: those that collect a large object of the harmful colour); "
-        "`train/*`, `test/*`: random-policy transitions on each split.",
+        "`train/*`, `test/*`: random-policy transitions on each split. "
+        "`objective/*/epic`: EPIC distance to the true reward "
+        "(`innerlab.reward_models.evaluate_objective`; `offdist` = `sample_state`).",
         "",
         "## What differs by more than the seed spread",
         "",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import innerlab.envs as envs
-from innerlab.planners import IBP, PlannerOutput, WorldModel
+from innerlab.planners import IBP, PlannerOutput
 from innerlab.planners.ibp import (
     LatentImagination,
     TrueImagination,
@@ -183,46 +183,41 @@ def orchard():
     return envs.make("Orchard-v0", height=5, width=5, n_objects=3, max_steps=10)
 
 
-def test_latent_imagination_matches_world_model(orchard):
-    env, params = orchard
-    obs, _ = env.reset(jax.random.key(0), params)
-    wm = WorldModel.create(obs.shape, 4, key=jax.random.key(1), num_members=3, latent_dim=8,
-                           encoder="mlp", width=8)
-    model = LatentImagination(wm, how="pessimistic", k=0.5)
-
-    @eqx.filter_jit
-    def both(model, obs):
-        latent = model.initial(obs)
-        return (model.step(latent, jax.nn.one_hot(2, 4), None),
-                model.world_model.step(latent, jnp.int32(2)))
-
-    (nxt, reward), (want_next, preds) = both(model, obs)
-    np.testing.assert_allclose(nxt, want_next, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(reward, aggregate(preds, "pessimistic", 0.5), rtol=1e-5)
-
-
-def test_discrete_layer_and_straight_through_gradient(orchard):
+def test_discrete_layer_world_model_and_straight_through_gradient(orchard):
+    """One jitted program: layer output, LatentImagination == WorldModel step, ST gradient."""
     env, params = orchard
     obs, _ = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.key(0), 4), params)
     model = make_imagination(env, params, key=jax.random.key(1), width=8, latent_dim=8,
-                             num_members=2, encoder="mlp")
+                             num_members=3, encoder="mlp", how="pessimistic", k=0.5)
+    assert isinstance(model, LatentImagination)
     ibp = IBP(model, "tree", 2, hidden=8, width=8, key=jax.random.key(2))
-    out = eqx.filter_jit(lambda m, o, k: m(o, k))(ibp, obs, jax.random.key(3))
-    assert out.action.shape == (4,) and out.action.dtype == jnp.int32
-    np.testing.assert_allclose(out.action_weights.sum(-1), 1.0, rtol=1e-5)
     keys = jax.random.split(jax.random.key(4), 4)
 
     def task_loss(controller):
         m = eqx.tree_at(lambda x: x.controller, ibp, controller)
         trace = jax.vmap(m.plan)(obs, keys)
-        # forward pass: exact one-hot samples
-        assert trace.action_vec.shape == (4, 4)
         _, r_hat = jax.vmap(lambda c, a: model.step(c, a, None))(trace.carry, trace.action_vec)
-        return -jnp.mean(r_hat)
+        return -jnp.mean(r_hat), trace.action_vec
 
-    grads = eqx.filter_jit(eqx.filter_grad(task_loss))(ibp.controller)
+    @eqx.filter_jit
+    def run(ibp):
+        out = ibp(obs, jax.random.key(3))
+        (_, action_vec), grads = eqx.filter_value_and_grad(task_loss, has_aux=True)(ibp.controller)
+        latent = model.initial(obs[0])
+        mixed = model.step(latent, jax.nn.one_hot(2, 4), None)
+        direct = model.world_model.step(latent, jnp.int32(2))
+        return out, action_vec, grads, mixed, direct
+
+    out, action_vec, grads, (nxt, reward), (want_next, preds) = run(ibp)
+    assert out.action.shape == (4,) and out.action.dtype == jnp.int32
+    np.testing.assert_allclose(out.action_weights.sum(-1), 1.0, rtol=1e-5)
+    # forward pass: one-hot samples (up to float rounding of hard + soft - soft)
+    onehot = jax.nn.one_hot(jnp.argmax(action_vec, -1), 4)
+    np.testing.assert_allclose(action_vec, onehot, atol=1e-6)
     flat = jnp.concatenate([g.reshape(-1) for g in jax.tree.leaves(grads)])
     assert bool(jnp.all(jnp.isfinite(flat))) and float(jnp.abs(flat).sum()) > 0
+    np.testing.assert_allclose(nxt, want_next, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(reward, aggregate(preds, "pessimistic", 0.5), rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- training

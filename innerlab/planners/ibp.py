@@ -35,7 +35,8 @@ vector observations, e.g. Spaceship's) and ``TrueImagination`` (the env's own
 dynamics and reward).
 
 **Discrete actions.** The controller samples a straight-through
-Gumbel-softmax action: the forward pass uses an exact one-hot sample (so the
+Gumbel-softmax action: the forward pass uses a one-hot sample (exact up to
+float rounding) (so the
 model is fed real actions and the executed action is that sample), the
 backward pass uses the gradient of the tempered softmax. We use it because
 the controller and memory are trained by backpropagating the task loss

@@ -91,7 +91,7 @@ def test_bad_config():
         MuZeroConfig(num_simulations=0)
 
 
-ORCHARD = MuZeroConfig(num_iterations=300, chunk=10)
+ORCHARD = MuZeroConfig(num_iterations=800, chunk=20, num_epochs=4, num_minibatches=8)
 
 
 @pytest.mark.slow

@@ -13,16 +13,19 @@ from innerlab.adversary import (
     RetrainConfig,
     TrainConfig,
     action_disagreement,
+    activation,
     adversarial_retraining,
     conservative_loss,
     decode_nearest,
     disagreement,
     evolutionary_search,
+    from_layer,
     gradient_search,
     in_planted_region,
     label_states,
     labelled_data,
     latent_search,
+    layer_names,
     mutate_state,
     pessimistic_targets,
     planted_pair,
@@ -204,14 +207,16 @@ def test_latent_search_stays_in_ball_and_raises_disagreement(orchard, model, sta
     np.testing.assert_allclose(zero.latents, zero.start, atol=1e-6)
 
 
-def test_latent_search_named_conv_layer(orchard, states):
+def test_named_conv_layer_splits_the_model(orchard, states):
     env, params = orchard
-    obs = jax.vmap(lambda s: env.observe(s, params))(states)[:4]
+    obs = jax.vmap(lambda s: env.observe(s, params))(states)[:2]
     conv = RewardModel(obs.shape[1:], 4, num_members=2, latent_dim=4, width=4,
                        key=jax.random.key(2))
-    res = latent_search(conv, obs, jax.random.key(0), epsilon=0.3, steps=2, layer="conv1")
-    assert res.latents.shape == (4, 4, 7, 7)
-    assert np.all(np.asarray(res.distance) <= 0.3 + 1e-4)
+    assert layer_names(conv) == ("conv0", "conv1", "latent")
+    for layer in ("conv0", "conv1", "latent"):
+        act = activation(conv, obs[0], layer)
+        np.testing.assert_allclose(from_layer(conv, act, 3, layer), conv(obs[0], 3), rtol=1e-5)
+    assert activation(conv, obs[0], "conv1").shape == (4, 7, 7)
 
 
 def test_latent_bad_input(orchard, model, states):

@@ -57,11 +57,14 @@ class MuZeroConfig:
     num_epochs: int = 2
     num_minibatches: int = 4
     value_coef: float = 0.25
+    reward_coef: float = 1.0
+    entropy_coef: float = 0.0
     bootstrap_prob: float = 0.8
     num_members: int = 3
     latent_dim: int = 64
     width: int = 128
     encoder: str = "mlp"
+    latent_activation: str = "minmax"
 
     def __post_init__(self):
         for name in (
@@ -152,6 +155,7 @@ def init_state(seed_key: Array, config: MuZeroConfig, env: Environment, params: 
         latent_dim=config.latent_dim,
         encoder=config.encoder,
         width=config.width,
+        latent_activation=config.latent_activation,
     )
     opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_inexact_array))
     return TrainState(
@@ -254,13 +258,14 @@ def sample_loss(model: WorldModel, sample: dict, member_mask: Array, config: MuZ
     """Reward, value and policy losses of one unrolled sample (masked means over steps)."""
     k = config.unroll
     latent = model.represent(sample["obs"])
-    loss_r = loss_v = loss_p = 0.0
+    loss_r = loss_v = loss_p = entropy = 0.0
     for i in range(k + 1):
         m = sample["mask"][i]
         v = model.value(latent)
         logp = jax.nn.log_softmax(model.policy_logits(latent))
         loss_v += m * (v - sample["value"][i]) ** 2
         loss_p += m * -jnp.sum(sample["weights"][i] * logp)
+        entropy += m * -jnp.sum(jnp.exp(logp) * logp)
         if i < k:
             preds = model.reward_preds(latent, sample["action"][i])
             err = (preds - sample["reward"][i]) ** 2
@@ -268,16 +273,24 @@ def sample_loss(model: WorldModel, sample: dict, member_mask: Array, config: MuZ
             latent = model.dynamics(latent, sample["action"][i])
             # MuZero halves the gradient entering each dynamics step
             latent = 0.5 * latent + 0.5 * jax.lax.stop_gradient(latent)
-    return loss_r / k, loss_v / (k + 1), loss_p / (k + 1)
+    return loss_r / k, loss_v / (k + 1), loss_p / (k + 1), entropy / (k + 1)
 
 
 def batch_loss(model, batch, member_masks, config):
-    lr, lv, lp = jax.vmap(lambda s, mm: sample_loss(model, s, mm, config))(batch, member_masks)
-    lr, lv, lp = lr.mean(), lv.mean(), lp.mean()
-    return lr + config.value_coef * lv + lp, {
+    """reward_coef * reward + value_coef * value + policy - entropy_coef * prior entropy.
+
+    The entropy bonus keeps the prior's logits finite: Gumbel search targets
+    are a softmax of prior logits plus Q-terms, so without it a prior that
+    grows confident reproduces its own argmax as target and stops exploring.
+    """
+    lr, lv, lp, ent = jax.vmap(lambda s, mm: sample_loss(model, s, mm, config))(batch, member_masks)
+    lr, lv, lp, ent = lr.mean(), lv.mean(), lp.mean(), ent.mean()
+    total = config.reward_coef * lr + config.value_coef * lv + lp - config.entropy_coef * ent
+    return total, {
         "loss_reward": lr,
         "loss_value": lv,
         "loss_policy": lp,
+        "policy_entropy": ent,
     }
 
 

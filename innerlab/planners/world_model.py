@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from innerlab.reward_models import AGGREGATIONS, RewardModel, aggregate
+from innerlab.reward_models.model import latent_activation_fn
 
 
 def check_aggregation(how: str, k: float = 1.0) -> None:
@@ -83,8 +84,14 @@ class WorldModel(eqx.Module):
         encoder: str = "conv",
         width: int = 64,
         depth: int = 2,
+        latent_activation: str = "relu",
     ) -> WorldModel:
-        """A fresh world model with a fresh ``RewardModel`` of the given shape."""
+        """A fresh world model with a fresh ``RewardModel`` of the given shape.
+
+        ``latent_activation`` is the reward model's (see ``RewardModel``); the
+        dynamics apply the same activation to imagined latents. ``"minmax"`` is
+        MuZero's latent scaling.
+        """
         k_rm, k_wm = jax.random.split(key)
         rm = RewardModel(
             obs_shape,
@@ -95,6 +102,7 @@ class WorldModel(eqx.Module):
             encoder=encoder,
             width=width,
             key=k_rm,
+            latent_activation=latent_activation,
         )
         return cls(rm, width=width, depth=depth, key=k_wm)
 
@@ -134,16 +142,18 @@ class WorldModel(eqx.Module):
     def dynamics(
         self, latent: Float[Array, "*latent"], action: Int[Array, ""]
     ) -> Float[Array, "*latent"]:
-        """The latent after taking ``action``: a residual MLP step, kept non-negative.
+        """The latent after taking ``action``: a residual MLP step.
 
-        Non-negative because the encoder's latents are (ReLU outputs): imagined
-        latents stay in the space the reward heads were trained on.
+        The step's output goes through the reward model's latent activation
+        (ReLU by default, MuZero's min-max scaling with ``"minmax"``), so
+        imagined latents stay in the space the reward heads were trained on.
         """
         latent = self.check_latent(latent)
         action = self.check_action(action)
         flat = latent.reshape(-1)
         x = jnp.concatenate([flat, jax.nn.one_hot(action, self.num_actions, dtype=flat.dtype)])
-        return jax.nn.relu(flat + self.transition(x)).reshape(self.latent_shape)
+        nxt = (flat + self.transition(x)).reshape(self.latent_shape)
+        return latent_activation_fn(self.reward_model.latent_activation, nxt)
 
     def reward_preds(
         self, latent: Float[Array, "*latent"], action: Int[Array, ""]

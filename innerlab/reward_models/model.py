@@ -20,6 +20,31 @@ from einops import rearrange
 from jaxtyping import Array, Float, Int
 
 ENCODERS = ("conv", "conv_pool", "mlp")
+LATENT_ACTIVATIONS = ("relu", "none", "tanh", "minmax")
+
+
+def latent_activation_fn(kind: str, latent: Float[Array, "*latent"]) -> Float[Array, "*latent"]:
+    """Apply a ``RewardModel`` latent activation to a latent (last axis = features).
+
+    ``"relu"`` (the default; units can die), ``"none"`` (identity), ``"tanh"``
+    (bounded in ``[-1, 1]``) or ``"minmax"`` (MuZero's scaling: each latent mapped
+    affinely onto ``[0, 1]`` by its own min and max, so it can neither blow up
+    nor collapse to a few live units). World models apply the same function to
+    their imagined latents so those stay in the space the heads were trained on.
+    """
+    if kind == "relu":
+        return jax.nn.relu(latent)
+    if kind == "none":
+        return latent
+    if kind == "tanh":
+        return jnp.tanh(latent)
+    if kind == "minmax":
+        lo = jnp.min(latent, axis=-1, keepdims=True)
+        hi = jnp.max(latent, axis=-1, keepdims=True)
+        return (latent - lo) / jnp.maximum(hi - lo, 1e-5)
+    raise ValueError(
+        f"argument 'latent_activation' must be one of {LATENT_ACTIVATIONS}, got {kind!r}"
+    )
 
 
 class ConvEncoder(eqx.Module):
@@ -27,8 +52,10 @@ class ConvEncoder(eqx.Module):
 
     convs: tuple[eqx.nn.Conv2d, ...]
     out: eqx.nn.Linear
+    latent_activation: str = eqx.field(static=True, default="relu")
 
-    def __init__(self, obs_shape, latent_dim: int, width: int, *, key):
+    def __init__(self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu"):
+        self.latent_activation = latent_activation
         h, w, c = obs_shape
         k1, k2, k3 = jax.random.split(key, 3)
         self.convs = (
@@ -41,7 +68,8 @@ class ConvEncoder(eqx.Module):
         x = rearrange(obs, "h w c -> c h w")
         for conv in self.convs:
             x = jax.nn.relu(conv(x))
-        return jax.nn.relu(self.out(rearrange(x, "c h w -> (c h w)")))
+        out = self.out(rearrange(x, "c h w -> (c h w)"))
+        return latent_activation_fn(self.latent_activation, out)
 
 
 class ConvPoolEncoder(eqx.Module):
@@ -55,8 +83,10 @@ class ConvPoolEncoder(eqx.Module):
 
     convs: tuple[eqx.nn.Conv2d, ...]
     out: eqx.nn.Linear
+    latent_activation: str = eqx.field(static=True, default="relu")
 
-    def __init__(self, obs_shape, latent_dim: int, width: int, *, key):
+    def __init__(self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu"):
+        self.latent_activation = latent_activation
         c = obs_shape[2]
         k1, k2, k3 = jax.random.split(key, 3)
         self.convs = (
@@ -69,22 +99,26 @@ class ConvPoolEncoder(eqx.Module):
         x = rearrange(obs, "h w c -> c h w")
         for conv in self.convs:
             x = jax.nn.relu(conv(x))
-        return jax.nn.relu(self.out(jnp.sum(x, axis=(1, 2))))
+        out = self.out(jnp.sum(x, axis=(1, 2)))
+        return latent_activation_fn(self.latent_activation, out)
 
 
 class MLPEncoder(eqx.Module):
     """Flatten the grid, then an MLP to the latent."""
 
     mlp: eqx.nn.MLP
+    latent_activation: str = eqx.field(static=True, default="relu")
 
-    def __init__(self, obs_shape, latent_dim: int, width: int, *, key):
+    def __init__(self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu"):
+        self.latent_activation = latent_activation
         size = 1
         for s in obs_shape:
             size *= s
-        self.mlp = eqx.nn.MLP(size, latent_dim, width, 2, final_activation=jax.nn.relu, key=key)
+        self.mlp = eqx.nn.MLP(size, latent_dim, width, 2, key=key)
 
     def __call__(self, obs: Float[Array, "H W C"]) -> Float[Array, " D"]:
-        return self.mlp(rearrange(obs, "h w c -> (h w c)"))
+        out = self.mlp(rearrange(obs, "h w c -> (h w c)"))
+        return latent_activation_fn(self.latent_activation, out)
 
 
 class RewardHead(eqx.Module):
@@ -102,12 +136,14 @@ class RewardHead(eqx.Module):
         return self.mlp(jnp.concatenate([latent, onehot]))
 
 
-def _build_encoder(kind, obs_shape, latent_dim, width, key):
+def _build_encoder(kind, obs_shape, latent_dim, width, key, latent_activation="relu"):
     if kind == "conv":
-        return ConvEncoder(obs_shape, latent_dim, width, key=key)
-    if kind == "conv_pool":
-        return ConvPoolEncoder(obs_shape, latent_dim, width, key=key)
-    return MLPEncoder(obs_shape, latent_dim, width, key=key)
+        cls = ConvEncoder
+    elif kind == "conv_pool":
+        cls = ConvPoolEncoder
+    else:
+        cls = MLPEncoder
+    return cls(obs_shape, latent_dim, width, key=key, latent_activation=latent_activation)
 
 
 class RewardModel(eqx.Module):
@@ -124,6 +160,9 @@ class RewardModel(eqx.Module):
             over cells; learns grid rewards from far less data) or ``"mlp"``.
         width: hidden width of encoder and heads.
         key: PRNG key.
+        latent_activation: the encoder's output activation, one of ``LATENT_ACTIVATIONS``
+            (see ``latent_activation_fn``); default ``"relu"``. ``"minmax"`` keeps a
+            latent trained through long model unrolls (MuZero) from collapsing.
     """
 
     encoder: eqx.Module
@@ -135,6 +174,7 @@ class RewardModel(eqx.Module):
     shared_encoder: bool = eqx.field(static=True)
     encoder_kind: str = eqx.field(static=True)
     width: int = eqx.field(static=True)
+    latent_activation: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -147,6 +187,7 @@ class RewardModel(eqx.Module):
         width: int = 64,
         *,
         key: Array,
+        latent_activation: str = "relu",
     ):
         obs_shape = tuple(int(s) for s in obs_shape)
         if len(obs_shape) != 3:
@@ -157,6 +198,12 @@ class RewardModel(eqx.Module):
             raise ValueError(f"argument 'num_actions' must be >= 1, got {num_actions}")
         if encoder not in ENCODERS:
             raise ValueError(f"argument 'encoder' must be one of {ENCODERS}, got {encoder!r}")
+        if latent_activation not in LATENT_ACTIVATIONS:
+            raise ValueError(
+                f"argument 'latent_activation' must be one of {LATENT_ACTIVATIONS}, "
+                f"got {latent_activation!r}"
+            )
+        self.latent_activation = latent_activation
         self.obs_shape = obs_shape
         self.num_actions = num_actions
         self.num_members = num_members
@@ -166,10 +213,14 @@ class RewardModel(eqx.Module):
         self.width = width
         k_enc, k_head = jax.random.split(key)
         if shared_encoder:
-            self.encoder = _build_encoder(encoder, obs_shape, latent_dim, width, k_enc)
+            self.encoder = _build_encoder(
+                encoder, obs_shape, latent_dim, width, k_enc, latent_activation
+            )
         else:
             self.encoder = eqx.filter_vmap(
-                lambda k: _build_encoder(encoder, obs_shape, latent_dim, width, k)
+                lambda k: _build_encoder(
+                    encoder, obs_shape, latent_dim, width, k, latent_activation
+                )
             )(jax.random.split(k_enc, num_members))
         self.head = eqx.filter_vmap(lambda k: RewardHead(latent_dim, num_actions, width, key=k))(
             jax.random.split(k_head, num_members)

@@ -59,6 +59,7 @@ class MuZeroConfig:
     value_coef: float = 0.25
     reward_coef: float = 1.0
     entropy_coef: float = 0.0
+    replay_rollouts: int = 1
     bootstrap_prob: float = 0.8
     num_members: int = 3
     latent_dim: int = 64
@@ -78,6 +79,7 @@ class MuZeroConfig:
             "num_epochs",
             "num_minibatches",
             "num_members",
+            "replay_rollouts",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"MuZeroConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -103,6 +105,7 @@ class TrainState(eqx.Module):
     ep_return: Array  # [E] return so far of each env's current episode
     key: Array  # raw uint32 key data, so checkpoints are plain arrays
     iteration: Array  # []
+    replay: dict  # the last ``replay_rollouts`` unrolled rollouts, each leaf [R, N, ...]
 
 
 class Trajectory(eqx.Module):
@@ -158,6 +161,16 @@ def init_state(seed_key: Array, config: MuZeroConfig, env: Environment, params: 
         latent_activation=config.latent_activation,
     )
     opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_inexact_array))
+    n, k, a = config.num_envs * config.rollout_len, config.unroll, env.num_actions(params)
+    r = config.replay_rollouts
+    replay = {  # empty slots are fully masked, so they add nothing to the losses
+        "obs": jnp.zeros((r, n) + obs.shape[1:], obs.dtype),
+        "action": jnp.zeros((r, n, k), jnp.int32),
+        "reward": jnp.zeros((r, n, k)),
+        "value": jnp.zeros((r, n, k + 1)),
+        "weights": jnp.full((r, n, k + 1, a), 1.0 / a),
+        "mask": jnp.zeros((r, n, k + 1), bool),
+    }
     return TrainState(
         model=model,
         opt_state=opt_state,
@@ -166,6 +179,7 @@ def init_state(seed_key: Array, config: MuZeroConfig, env: Environment, params: 
         ep_return=jnp.zeros(config.num_envs),
         key=jax.random.key_data(k_run),
         iteration=jnp.int32(0),
+        replay=replay,
     )
 
 
@@ -295,9 +309,15 @@ def batch_loss(model, batch, member_masks, config):
 
 
 def learn(model, opt_state, data: dict, key: Array, config: MuZeroConfig):
-    """``num_epochs`` shuffled passes of ``num_minibatches`` Adam steps over one rollout."""
+    """``num_epochs`` x ``num_minibatches`` Adam steps on ``data`` (``[M, ...]`` leaves).
+
+    Each epoch draws one rollout's worth (``num_envs * rollout_len``) of samples
+    from ``data`` without replacement: with ``M`` equal to one rollout that is a
+    shuffled pass, with a replay of several rollouts a random subset of it.
+    """
     optimizer = make_optimizer(config)
-    n = data["obs"].shape[0]
+    n = config.num_envs * config.rollout_len
+    total = data["obs"].shape[0]
     grad_fn = eqx.filter_value_and_grad(batch_loss, has_aux=True)
 
     def minibatch(carry, mb):
@@ -312,7 +332,7 @@ def learn(model, opt_state, data: dict, key: Array, config: MuZeroConfig):
 
     def epoch(carry, k):
         k_perm, k_boot = jax.random.split(k)
-        perm = jax.random.permutation(k_perm, n)
+        perm = jax.random.permutation(k_perm, total)[:n]
         shaped = lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:])
         batches = jax.tree.map(shaped, data)
         masks = jax.random.bernoulli(k_boot, config.bootstrap_prob, (n, config.num_members))
@@ -334,7 +354,10 @@ def train_iteration(state: TrainState, config: MuZeroConfig, env, params):
         traj.reward, traj.done, traj.value, bootstrap, config.n_step, config.discount
     )
     data = unroll_batch(traj, targets, config.unroll)
-    model, opt_state, aux = learn(state.model, state.opt_state, data, k_learn, config)
+    slot = state.iteration % config.replay_rollouts
+    replay = jax.tree.map(lambda buf, x: buf.at[slot].set(x), state.replay, data)
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), replay)
+    model, opt_state, aux = learn(state.model, state.opt_state, flat, k_learn, config)
     metrics = dict(aux)
     metrics["episode_return"] = fin_sum / jnp.maximum(fin_n, 1)
     metrics["episodes"] = fin_n
@@ -347,6 +370,7 @@ def train_iteration(state: TrainState, config: MuZeroConfig, env, params):
         ep_return=ep_return,
         key=jax.random.key_data(key),
         iteration=state.iteration + 1,
+        replay=replay,
     )
     return new, metrics
 

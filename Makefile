@@ -12,8 +12,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# Pictures of every environment, then the robust-reward experiment's quick preset
+# (a few minutes on a 2-core CPU); each run gets its own timestamped directory.
 demo: $(STAMP)
 	$(VENV)/bin/innerlab demo
+	$(VENV)/bin/innerlab run robust-reward --quick --out runs/robust-reward-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -n 2 -q

@@ -1,5 +1,7 @@
 """batched_step is exactly vmap(env.step), on both its fast and its fall-back path."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,8 @@ import innerlab.envs as envs
 from innerlab.envs.batched import batched_step
 
 BATCH, MAX_RESETS, STEPS = 16, 2, 8
+# only env steps compile here: XLA's cheapest backend optimisation compiles several times faster
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
 def _rollout(env, params, step_fn):
@@ -30,12 +34,14 @@ def _rollout(env, params, step_fn):
 @pytest.mark.parametrize("name", envs.list_envs())
 def test_batched_step_equals_vmap_step(name):
     env, params = envs.make(name, max_steps=4)
-    reference = jax.jit(
-        lambda k, s, a: jax.vmap(env.step, in_axes=(0, 0, 0, None))(k, s, a, params)
-    )
-    fast = jax.jit(lambda k, s, a: batched_step(env, k, s, a, params, max_resets=MAX_RESETS))
-    expected = _rollout(env, params, reference)
-    got = _rollout(env, params, fast)
+    def reference(k, s, a):
+        return jax.vmap(env.step, in_axes=(0, 0, 0, None))(k, s, a, params)
+
+    def fast(k, s, a):
+        return batched_step(env, k, s, a, params, max_resets=MAX_RESETS)
+
+    expected = jit(lambda: _rollout(env, params, reference))()
+    got = jit(lambda: _rollout(env, params, fast))()
     for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # episodes did end during the rollout, so resets were exercised

@@ -60,6 +60,7 @@ class MuZeroConfig:
     reward_coef: float = 1.0
     entropy_coef: float = 0.0
     replay_rollouts: int = 1
+    detach_policy_value: bool = False  # policy/value losses do not train the latent
     bootstrap_prob: float = 0.8
     num_members: int = 3
     latent_dim: int = 64
@@ -275,8 +276,9 @@ def sample_loss(model: WorldModel, sample: dict, member_mask: Array, config: MuZ
     loss_r = loss_v = loss_p = entropy = 0.0
     for i in range(k + 1):
         m = sample["mask"][i]
-        v = model.value(latent)
-        logp = jax.nn.log_softmax(model.policy_logits(latent))
+        head_in = jax.lax.stop_gradient(latent) if config.detach_policy_value else latent
+        v = model.value(head_in)
+        logp = jax.nn.log_softmax(model.policy_logits(head_in))
         loss_v += m * (v - sample["value"][i]) ** 2
         loss_p += m * -jnp.sum(sample["weights"][i] * logp)
         entropy += m * -jnp.sum(jnp.exp(logp) * logp)

@@ -22,28 +22,18 @@ from __future__ import annotations
 import json
 import pathlib
 import platform
-import statistics
 import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from timing import median_seconds
 
 from innerlab.envs import make
 from innerlab.planners import IBP, LatentImagination, MCTSLayer, WorldModel, ibp_train, muzero
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "ibp.json"
 MODEL = dict(latent_dim=32, width=64, num_members=3, encoder="mlp")
-
-
-def _median_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # warm-up (compile)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_planning(batch: int, budget: int, repeats: int) -> dict:
@@ -55,8 +45,8 @@ def bench_planning(batch: int, budget: int, repeats: int) -> dict:
     ibp_fn = eqx.filter_jit(lambda m, o, k: m(o, k))
     mcts_fn = eqx.filter_jit(lambda m, o, k: m(o, k))
     key = jax.random.key(3)
-    t_ibp = _median_time(lambda: ibp_fn(ibp, obs, key), repeats)
-    t_mcts = _median_time(lambda: mcts_fn(mcts, obs, key), repeats)
+    t_ibp = median_seconds(lambda: ibp_fn(ibp, obs, key), repeats, warmup=True)
+    t_mcts = median_seconds(lambda: mcts_fn(mcts, obs, key), repeats, warmup=True)
     chosen = float(jnp.sum(ibp_fn(ibp, obs, key).stats["imaginations"]))
     return {
         "batch": batch,
@@ -79,7 +69,7 @@ def bench_training(num_envs: int, budget: int, repeats: int) -> dict:
     )
     states = ibp_train.init_states(ibp_config, (0,))
     chunk = ibp_train._jitted_chunk(ibp_config)
-    t_ibp = _median_time(lambda: chunk(states)[1]["task_loss"], repeats)
+    t_ibp = median_seconds(lambda: chunk(states)[1]["task_loss"], repeats, warmup=True)
     ibp_steps = num_envs * ibp_config.log_every
 
     mz_config = muzero.MuZeroConfig(
@@ -90,8 +80,9 @@ def bench_training(num_envs: int, budget: int, repeats: int) -> dict:
     env, params = make("Orchard-v0")
     mz_states = muzero.make_init_fn(mz_config, env, params)(jnp.arange(1))
     mz_chunk = muzero.make_chunk_fn(mz_config, env, params)
-    t_mz = _median_time(lambda: jax.tree.leaves(eqx.filter(mz_chunk(mz_states), eqx.is_array)),
-                        repeats)
+    t_mz = median_seconds(
+        lambda: jax.tree.leaves(eqx.filter(mz_chunk(mz_states), eqx.is_array)), repeats, warmup=True
+    )
     mz_steps = num_envs * mz_config.rollout_len * mz_config.chunk
     return {
         "num_envs": num_envs,

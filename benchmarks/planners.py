@@ -25,7 +25,6 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import time
 
 import equinox as eqx
@@ -33,6 +32,7 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 import mctx
+from timing import median_seconds
 
 import innerlab  # noqa: F401  (registers innerlab/<Name>-v0 with gymnasium)
 from innerlab.envs import make
@@ -40,15 +40,6 @@ from innerlab.planners import MCTSLayer, WorldModel
 from innerlab.planners.ppo import PPOConfig, make_train
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "planners.json"
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_search(batch: int, sims: int, repeats: int) -> dict:
@@ -96,8 +87,8 @@ def bench_search(batch: int, sims: int, repeats: int) -> dict:
     a1, w1 = via_layer(layer, obs, key)
     a2, w2 = direct(wm, obs, key)
     same = bool(jnp.all(a1 == a2)) and bool(jnp.allclose(w1, w2, atol=1e-5))
-    t_layer = _median_time(lambda: via_layer(layer, obs, key), repeats)
-    t_direct = _median_time(lambda: direct(wm, obs, key), repeats)
+    t_layer = median_seconds(lambda: via_layer(layer, obs, key), repeats)
+    t_direct = median_seconds(lambda: direct(wm, obs, key), repeats)
     return {
         "batch": batch,
         "num_simulations": sims,

@@ -65,10 +65,6 @@ def batched_step(
         )
     if _overrides_step(env):  # e.g. BoostChain carries chain state across the reset
         return jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, states, actions, params)
-    limit = max(1, batch // 8) if max_resets is None else int(max_resets)
-    if not 1 <= limit <= batch:
-        raise ValueError(f"argument 'max_resets' must be in [1, {batch}], got {max_resets}")
-
     actions = jax.vmap(lambda a: env.check_action(a, params))(actions)
     key_step, key_reset = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
     obs, states, reward, terminated, truncated, info = jax.vmap(
@@ -80,7 +76,7 @@ def batched_step(
         key_reset,
         obs,
         states,
-        limit,
+        max_resets,
     )
     info = dict(info)
     info["discount"] = 1.0 - terminated.astype(jnp.float32)
@@ -105,6 +101,8 @@ def reset_where(
     """
     batch = mask.shape[0]
     limit = max(1, batch // 8) if max_resets is None else int(max_resets)
+    if not 1 <= limit <= batch:
+        raise ValueError(f"argument 'max_resets' must be in [1, {batch}], got {max_resets}")
     reset = jax.vmap(reset_fn)
 
     def reset_some(obs_states):

@@ -10,6 +10,7 @@
 from innerlab.envs.batched import batched_step, reset_where
 from innerlab.envs.boost_chain import BoostChain, BoostChainParams, BoostChainState
 from innerlab.envs.core import Box, Discrete, Environment, EnvParams, params_to_dict, replace_params
+from innerlab.envs.egocentric import Egocentric, egocentric_view
 from innerlab.envs.grid import GridEnvironment, GridState
 from innerlab.envs.orchard import Orchard, OrchardParams
 from innerlab.envs.proxy_maze import ProxyMaze, ProxyMazeParams, ProxyMazeState
@@ -29,6 +30,7 @@ __all__ = [
     "BoostChainState",
     "Box",
     "Discrete",
+    "Egocentric",
     "EnvParams",
     "Environment",
     "GridEnvironment",
@@ -45,6 +47,7 @@ __all__ = [
     "SpaceshipParams",
     "SpaceshipState",
     "batched_step",
+    "egocentric_view",
     "list_envs",
     "make",
     "params_to_dict",

@@ -12,6 +12,7 @@ from innerlab.planners.muzero import (
     MuZeroConfig,
     Trajectory,
     evaluate,
+    make_env,
     n_step_targets,
     train,
     unroll_batch,
@@ -115,27 +116,36 @@ def test_bad_config():
         MuZeroConfig(num_simulations=0)
 
 
-# The latest configuration tried (min-max latents, visit-count targets, prior
-# entropy bonus, replay); see docs/planners.md "Results and status". It does NOT
-# yet reach the target: this test fails until a configuration does.
-ORCHARD = MuZeroConfig(
-    num_envs=64,
-    num_iterations=400,
-    chunk=20,
-    num_epochs=4,
-    num_minibatches=8,
-    policy="muzero",
-    entropy_coef=0.05,
-    replay_rollouts=16,
-)
+ORCHARD = MuZeroConfig.orchard()
+
+
+def test_orchard_preset_and_egocentric_env():
+    assert ORCHARD.egocentric and ORCHARD.discount == 0.9
+    assert MuZeroConfig.orchard(num_iterations=20).num_iterations == 20
+    env, params = make_env(ORCHARD, height=5, width=5, n_objects=3)
+    assert env.observation_space(params).shape == (9, 9, 9)
+    assert make_env(TINY)[0].observation_space().shape == (7, 7, 9)
 
 
 @pytest.mark.slow
 def test_muzero_reaches_90_percent_of_optimal_on_orchard(tmp_path):
+    """>= 90% of the optimal return on Orchard's train split (default 7x7, 5 objects).
+
+    "Optimal" is the episode's upper bound (sum of positive object values; no policy
+    earns more). Both the policy the learner acts with (root noise, action sampled
+    from visit counts) and the deterministic greedy search must reach it; a uniformly
+    random policy earns 47% of the bound here. The test split is reported beside it.
+    """
     state = train(ORCHARD, [0], tmp_path, progress=False)
     model = jax.tree.map(lambda x: x[0] if isinstance(x, jax.Array) else x, state.model)
-    on_train = evaluate(model, ORCHARD, jax.random.key(123), split="train", num_episodes=128)
-    on_test = evaluate(model, ORCHARD, jax.random.key(123), split="test", num_episodes=128)
-    print("train", {k: float(v) for k, v in on_train.items()})
-    print("test", {k: float(v) for k, v in on_test.items()})
-    assert float(on_train["fraction_of_optimal"]) >= 0.9
+    key = jax.random.key(123)
+    results = {
+        (split, greedy): evaluate(model, ORCHARD, key, split=split, num_episodes=256, greedy=greedy)
+        for split in ("train", "test")
+        for greedy in (True, False)
+    }
+    for (split, greedy), res in results.items():
+        name = "greedy" if greedy else "acting"
+        print(split, name, {k: round(float(v), 3) for k, v in res.items()})
+    assert float(results["train", False]["fraction_of_optimal"]) >= 0.9
+    assert float(results["train", True]["fraction_of_optimal"]) >= 0.9

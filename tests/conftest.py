@@ -5,7 +5,6 @@ import os
 # No global XLA_FLAGS here: a lower backend optimisation level compiles faster
 # but makes real training loops many times slower (a 40 s fixture took 10 min).
 # Tests that only compile env steps pass ``compiler_options`` to their own jit.
-
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(

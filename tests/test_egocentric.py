@@ -20,7 +20,9 @@ def pair():
 
 def test_view_centres_the_agent_and_keeps_every_cell(pair):
     inner, ego, params = pair
-    states = jax.vmap(lambda k: inner.sample_state(k, params))(jax.random.split(jax.random.key(0), 8))
+    states = jax.vmap(lambda k: inner.sample_state(k, params))(
+        jax.random.split(jax.random.key(0), 8)
+    )
     glob = jax.vmap(lambda s: inner.observe(s, params))(states)
     view = jax.jit(jax.vmap(lambda s: ego.observe(s, params)), compiler_options=FAST)(states)
     assert view.shape == (8, 9, 11, glob.shape[-1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from innerlab.envs.core import EnvParams, Environment, replace_params
+from innerlab.envs.core import Environment, EnvParams, replace_params
 
 _REGISTRY: dict[str, Callable[[], Environment]] = {}
 

@@ -247,22 +247,28 @@ def test_training_deterministic_and_resumable(tmp_path):
               resume=True, progress=False)
 
 
-@pytest.mark.slow
-def test_ibp_learns_gridworld_above_random(orchard):
-    """Small budget: 300 iterations x 32 envs on a 5x5 Orchard, imagining with the true dynamics."""
-    env, params = orchard
+def test_ibp_learns_gridworld_above_random():
+    """Small budget, learned model: 1500 iterations x 32 envs on a 5x5 Orchard (~30 s).
+
+    The IBP imagines with a learned ``WorldModel`` (MLP encoder) on the egocentric
+    view. Seeds 0-2 earned 4.25 / 4.41 / 4.21 per 10-step episode against 2.23 for
+    the random policy; from the global view the same run stays at random (2.09).
+    """
     config = IBPTrainConfig(
         env="Orchard-v0",
         env_overrides=(("height", 5), ("width", 5), ("n_objects", 3), ("max_steps", 10)),
-        imagination="true", strategy="1-step", max_imaginations=1, iterations=300,
-        log_every=150, num_envs=32, hidden=32, width=32, gamma=0.9,
+        imagination="learned", encoder="mlp", egocentric=True, strategy="1-step",
+        max_imaginations=1, iterations=1500, log_every=750, num_envs=32, hidden=32, width=32,
+        gamma=0.9,
     )
     result = train(config, seeds=(0,), progress=False)
+    env, params = config.env_and_params()
+    assert isinstance(env, envs.Egocentric) and env.observation_space(params).shape == (9, 9, 9)
     ibp = result.ibp(0)
     key = jax.random.key(123)
     trained = eqx.filter_jit(lambda m, k: evaluate(m, env, params, k, 256))(ibp, key)
     random = eqx.filter_jit(lambda m, k: evaluate(m, env, params, k, 256, "random"))(ibp, key)
-    assert float(trained["return"]) > float(random["return"]) + 0.5
+    assert float(trained["return"]) > float(random["return"]) + 1.0
 
 
 @pytest.mark.slow  # it trains (compiles the training step)

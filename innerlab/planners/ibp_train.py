@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from innerlab.envs import make
+from innerlab.envs import Egocentric, make
 from innerlab.planners.ibp import (
     IBP,
     Transitions,
@@ -63,7 +63,9 @@ class IBPTrainConfig:
     ``"true"`` (the env's own dynamics; ablation). ``tau``: cost per
     imagination step in the manager's objective. ``num_members``,
     ``aggregation``, ``k``: the reward ensemble and how planning aggregates it;
-    ``latent_dim``, ``encoder``: the ``WorldModel``'s, for grid envs.
+    ``latent_dim``, ``encoder``: the ``WorldModel``'s, for grid envs;
+    ``egocentric``: grid envs observed through ``envs.Egocentric`` (a flat MLP
+    model learns their reward only from that view).
     """
 
     env: str = "Spaceship-v0"
@@ -90,6 +92,7 @@ class IBPTrainConfig:
     k: float = 1.0
     temperature: float = 1.0
     log_every: int = 50
+    egocentric: bool = False  # grid envs seen through ``envs.Egocentric`` (agent-centred)
 
     def __post_init__(self):
         check_config(self.strategy, self.max_imaginations)
@@ -112,7 +115,8 @@ class IBPTrainConfig:
             )
 
     def env_and_params(self):
-        return make(self.env, **dict(self.env_overrides))
+        env, params = make(self.env, **dict(self.env_overrides))
+        return (Egocentric(env) if self.egocentric else env), params
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -210,12 +210,15 @@ def test_latent_search_stays_in_ball_and_raises_disagreement(orchard, model, sta
 def test_named_conv_layer_splits_the_model(orchard, states):
     env, params = orchard
     obs = jax.vmap(lambda s: env.observe(s, params))(states)[:2]
-    conv = RewardModel(obs.shape[1:], 4, num_members=2, latent_dim=4, width=4,
-                       key=jax.random.key(2))
-    assert layer_names(conv) == ("conv0", "conv1", "latent")
-    for layer in ("conv0", "conv1", "latent"):
-        act = activation(conv, obs[0], layer)
-        np.testing.assert_allclose(from_layer(conv, act, 3, layer), conv(obs[0], 3), rtol=1e-5)
+    for latent_act in ("relu", "minmax"):  # the split must end in the encoder's own activation
+        conv = RewardModel(obs.shape[1:], 4, num_members=2, latent_dim=4, width=4,
+                           key=jax.random.key(2), latent_activation=latent_act)
+        assert layer_names(conv) == ("conv0", "conv1", "latent")
+        for layer in ("conv0", "conv1", "latent"):
+            act = activation(conv, obs[0], layer)
+            np.testing.assert_allclose(
+                from_layer(conv, act, 3, layer), conv(obs[0], 3), rtol=1e-5, atol=1e-6
+            )
     assert activation(conv, obs[0], "conv1").shape == (4, 7, 7)
 
 

@@ -39,7 +39,7 @@ from jaxtyping import Array, Float, Int
 from innerlab.adversary.objectives import measure_fn
 from innerlab.adversary.search import check_positive, smooth_measure
 from innerlab.reward_models.aggregate import aggregate
-from innerlab.reward_models.model import ConvEncoder, RewardModel
+from innerlab.reward_models.model import ConvEncoder, RewardModel, latent_activation_fn
 
 
 class LatentSearchResult(NamedTuple):
@@ -103,9 +103,10 @@ def check_layer(model: Any, layer: str) -> None:
 
 
 def _conv_from(enc: ConvEncoder, x: Array, start: int) -> Array:
+    """The rest of the encoder from conv layer ``start``, ending in its own latent activation."""
     for conv in enc.convs[start:]:
         x = jax.nn.relu(conv(x))
-    return jax.nn.relu(enc.out(rearrange(x, "c h w -> (c h w)")))
+    return latent_activation_fn(enc.latent_activation, enc.out(rearrange(x, "c h w -> (c h w)")))
 
 
 def activation(model: Any, obs: Float[Array, "H W C"], layer: str = "latent") -> Array:

@@ -139,6 +139,9 @@ def test_rundir_refuses_non_empty_dir_unless_resume(tmp_path):
     resumed = RunDir(tmp_path / "r", resume=True)
     resumed.log_metrics({"x": 2})
     assert [row["x"] for row in resumed.read_metrics()] == [1, 2]
+    resumed.clear_metrics()  # a resumed run that re-logs its whole history starts it afresh
+    resumed.log_metrics({"x": 3})
+    assert [row["x"] for row in resumed.read_metrics()] == [3]
     (tmp_path / "empty").mkdir()
     RunDir(tmp_path / "empty")  # an empty directory is fine
 

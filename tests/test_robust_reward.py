@@ -61,6 +61,8 @@ def test_tiny_run_writes_run_dir_and_is_deterministic(tmp_path):
     run_recipe("robust-reward", dataclasses.replace(
         RobustRewardConfig(out=str(a), **TINY), resume=True))
     assert _numbers(a) == _numbers(b)
+    rows = lambda p: (p / "metrics.jsonl").read_text().splitlines()
+    assert len(rows(a)) == len(rows(b))  # the resumed run logged no row twice
 
 
 @pytest.mark.slow

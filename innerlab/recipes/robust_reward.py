@@ -329,6 +329,8 @@ def run(config: RobustRewardConfig) -> RunDir:
     )(k_agent)
     results["oracle"] = {f"agent@{c.num_simulations}/{k}": v
                          for k, v in _to_lists(oracle).items()}
+    if c.resume:  # every row below is logged again from the checkpoints: keep one copy
+        out.clear_metrics()
     out.log_metrics({"stage": "before", **_means(results["before"])})
     t_measured = time.time()
 

@@ -149,6 +149,10 @@ class RunDir:
         with open(self.file(self.METRICS), "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
+    def clear_metrics(self) -> None:
+        """Empty ``metrics.jsonl``: for a resumed run that logs its whole history again."""
+        self._write_text(self.METRICS, "")
+
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every row logged so far, in order."""
         path = self.path / self.METRICS

@@ -432,31 +432,14 @@ def make_chunk_fn(config: MuZeroConfig, env, params):
 # ---------------------------------------------------------------------- evaluation
 
 
-def evaluate(
-    model: WorldModel,
-    config: MuZeroConfig,
-    key: Array,
-    split: str = "train",
-    num_episodes: int = 64,
-    greedy: bool = True,
-    **env_overrides: Any,
-) -> dict[str, Array]:
-    """True undiscounted return of the search agent over ``num_episodes`` fresh episodes.
+def episode_returns(env, params, act, key: Array, num_episodes: int) -> dict[str, Array]:
+    """True undiscounted return of ``act`` over ``num_episodes`` fresh episodes (jittable).
 
-    ``greedy=True`` makes the search deterministic (no Gumbel or Dirichlet noise at
-    the root, the most-visited action); ``greedy=False`` evaluates the policy the
-    learner acts with in its rollouts (``make_layer(model, config)``: root noise, and
-    the action sampled from the search's visit counts). Also returns the episodes'
-    ``optimal_bound`` (no policy earns more; Orchard: the sum of positive object
-    values) when the env provides it, and ``fraction_of_optimal``.
+    ``act(obs [E, ...], key) -> actions [E]`` acts in all episodes at once. Returns
+    the mean ``return`` and, when the env provides ``optimal_return_upper_bound``
+    (no policy earns more; Orchard: the sum of positive object values), the mean
+    ``optimal_bound`` and ``fraction_of_optimal`` (ratio of the two means).
     """
-    env, params = make_env(config, split=split, **env_overrides)
-    if greedy:
-        layer = make_layer(
-            model, config, gumbel_scale=0.0, dirichlet_fraction=0.0, temperature=0.01
-        )
-    else:
-        layer = make_layer(model, config)
     k_reset, k_run = jax.random.split(key)
     obs, state = jax.vmap(lambda k: env.reset(k, params))(jax.random.split(k_reset, num_episodes))
     bound = None
@@ -465,8 +448,8 @@ def evaluate(
 
     def step(carry, k):
         obs, state, ret, alive = carry
-        k_plan, k_step = jax.random.split(k)
-        action = layer(obs, k_plan).action
+        k_act, k_step = jax.random.split(k)
+        action = act(obs, k_act)
         obs, state, reward, term, trunc, _ = jax.vmap(lambda kk, s, a: env.step(kk, s, a, params))(
             jax.random.split(k_step, num_episodes), state, action
         )
@@ -481,6 +464,39 @@ def evaluate(
         out["optimal_bound"] = bound.mean()
         out["fraction_of_optimal"] = ret.mean() / bound.mean()
     return out
+
+
+def random_actions(num_actions: int):
+    """``act`` for ``episode_returns``: uniformly random actions (the control)."""
+    return lambda obs, key: jax.random.randint(key, obs.shape[:1], 0, num_actions)
+
+
+def evaluate(
+    model: WorldModel,
+    config: MuZeroConfig,
+    key: Array,
+    split: str = "train",
+    num_episodes: int = 64,
+    greedy: bool = True,
+    **env_overrides: Any,
+) -> dict[str, Array]:
+    """True undiscounted return of the search agent over ``num_episodes`` fresh episodes.
+
+    ``greedy=True`` makes the search deterministic (no Gumbel or Dirichlet noise at
+    the root, the most-visited action); ``greedy=False`` evaluates the policy the
+    learner acts with in its rollouts (``make_layer(model, config)``: root noise, and
+    the action sampled from the search's visit counts). Returns what
+    ``episode_returns`` returns (``return``, and ``optimal_bound`` and
+    ``fraction_of_optimal`` where the env has an optimal-return bound).
+    """
+    env, params = make_env(config, split=split, **env_overrides)
+    if greedy:
+        layer = make_layer(
+            model, config, gumbel_scale=0.0, dirichlet_fraction=0.0, temperature=0.01
+        )
+    else:
+        layer = make_layer(model, config)
+    return episode_returns(env, params, lambda obs, k: layer(obs, k).action, key, num_episodes)
 
 
 # ---------------------------------------------------------------------- driver

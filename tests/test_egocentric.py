@@ -67,9 +67,14 @@ def test_same_dynamics_and_rewards_as_the_wrapped_env(pair):
     )
 
 
-def test_rejects_non_grid_envs():
+def test_make_wraps_on_request_and_rejects_non_grid_envs():
+    env, params = envs.make("Orchard-v0", egocentric=True, height=5)
+    assert env == envs.Egocentric(envs.make("Orchard-v0")[0]) and params.height == 5
+    assert not isinstance(envs.make("Orchard-v0")[0], envs.Egocentric)
     with pytest.raises(TypeError, match="GridEnvironment"):
         envs.Egocentric(envs.make("Spaceship-v0")[0])
+    with pytest.raises(TypeError, match="GridEnvironment"):
+        envs.make("Spaceship-v0", egocentric=True)
 
 
 def test_view_of_a_corner_agent():

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from innerlab.envs.core import Environment, EnvParams, replace_params
+from innerlab.envs.egocentric import Egocentric
 
 _REGISTRY: dict[str, Callable[[], Environment]] = {}
 
@@ -20,14 +21,19 @@ def list_envs() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make(name: str, **overrides: Any) -> tuple[Environment, EnvParams]:
+def make(
+    name: str, *, egocentric: bool = False, **overrides: Any
+) -> tuple[Environment, EnvParams]:
     """``env, params = make("Orchard-v0", split="test")``.
 
-    Unknown names and unknown or inconsistent params raise a clear error.
+    ``egocentric=True`` wraps a gridworld in ``Egocentric`` (agent-centred
+    observations; same task). Unknown names and unknown or inconsistent params
+    raise a clear error.
     """
     if name.startswith("innerlab/"):
         name = name[len("innerlab/") :]
     if name not in _REGISTRY:
         raise KeyError(f"unknown environment {name!r}; registered: {list_envs()}")
     env = _REGISTRY[name]()
-    return env, replace_params(env.default_params, **overrides)
+    params = replace_params(env.default_params, **overrides)
+    return (Egocentric(env) if egocentric else env), params

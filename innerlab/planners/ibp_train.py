@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from innerlab.envs import Egocentric, make
+from innerlab.envs import make
 from innerlab.planners.ibp import (
     IBP,
     Transitions,
@@ -115,8 +115,7 @@ class IBPTrainConfig:
             )
 
     def env_and_params(self):
-        env, params = make(self.env, **dict(self.env_overrides))
-        return (Egocentric(env) if self.egocentric else env), params
+        return make(self.env, egocentric=self.egocentric, **dict(self.env_overrides))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

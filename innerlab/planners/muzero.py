@@ -160,8 +160,7 @@ def scan_modules(f, carry, xs=None, length=None):
 
 def make_env(config: MuZeroConfig, **env_overrides: Any) -> tuple[Environment, EnvParams]:
     """The env a run acts in: ``config.env`` with overrides, seen egocentrically if asked."""
-    env, params = envs.make(config.env, **env_overrides)
-    return (envs.Egocentric(env) if config.egocentric else env), params
+    return envs.make(config.env, egocentric=config.egocentric, **env_overrides)
 
 
 def make_optimizer(config: MuZeroConfig) -> optax.GradientTransformation:

@@ -47,6 +47,22 @@ def latent_activation_fn(kind: str, latent: Float[Array, "*latent"]) -> Float[Ar
     )
 
 
+def check_obs(obs: Array, obs_shape: tuple[int, ...]) -> Array:
+    """``obs`` if it is one float observation of ``obs_shape``; a clear error otherwise.
+
+    Shared by every reward model (``RewardModel``, ``TorchRewardModel``) so a
+    wrong input reads the same whichever model it was given to.
+    """
+    if tuple(obs.shape) != tuple(obs_shape):
+        raise ValueError(
+            f"argument 'obs' must have shape {tuple(obs_shape)} (one example; vmap for "
+            f"batches), got {tuple(obs.shape)}"
+        )
+    if not jnp.issubdtype(obs.dtype, jnp.floating):
+        raise TypeError(f"argument 'obs' must be a float array, got dtype {obs.dtype}")
+    return obs
+
+
 class ConvEncoder(eqx.Module):
     """3x3 convolutions over the channel grid, then a linear map to the latent."""
 
@@ -235,14 +251,7 @@ class RewardModel(eqx.Module):
 
     def check_obs(self, obs: Array) -> Array:
         """Reject observations of the wrong shape or a non-float dtype (at trace time)."""
-        if tuple(obs.shape) != self.obs_shape:
-            raise ValueError(
-                f"argument 'obs' must have shape {self.obs_shape} (one example; vmap for "
-                f"batches), got {tuple(obs.shape)}"
-            )
-        if not jnp.issubdtype(obs.dtype, jnp.floating):
-            raise TypeError(f"argument 'obs' must be a float array, got dtype {obs.dtype}")
-        return obs
+        return check_obs(obs, self.obs_shape)
 
     def encode(self, obs: Float[Array, "H W C"]) -> Float[Array, "*latent"]:
         """The latent that all heads read: ``[D]`` (shared) or ``[K, D]`` (independent)."""

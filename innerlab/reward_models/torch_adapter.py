@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from innerlab.reward_models.model import check_obs
+
 
 class TorchRewardModel(eqx.Module):
     """A ``torch.nn.Module`` as an innerlab reward model (prediction only).
@@ -73,14 +75,7 @@ class TorchRewardModel(eqx.Module):
 
     def check_obs(self, obs: Array) -> Array:
         """Reject observations of the wrong shape or a non-float dtype (at trace time)."""
-        if tuple(obs.shape) != self.obs_shape:
-            raise ValueError(
-                f"argument 'obs' must have shape {self.obs_shape} (one example; vmap for "
-                f"batches), got {tuple(obs.shape)}"
-            )
-        if not jnp.issubdtype(obs.dtype, jnp.floating):
-            raise TypeError(f"argument 'obs' must be a float array, got dtype {obs.dtype}")
-        return obs
+        return check_obs(obs, self.obs_shape)
 
     def __call__(self, obs: Float[Array, "H W C"], action: Int[Array, ""]) -> Float[Array, " K"]:
         """Every member's predicted reward for one ``(obs, action)``."""

@@ -118,7 +118,8 @@ def random_score(config: muzero.MuZeroConfig, key, episodes: int) -> dict[str, d
 
 def _curves(path) -> tuple[np.ndarray, np.ndarray]:
     """``(env_steps [I], acting-policy episode return [I, S])`` from a training run's log."""
-    rows = [json.loads(line) for line in open(path / "metrics.jsonl") if line.strip()]
+    lines = (path / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
     return (np.array([r["env_steps"] for r in rows]),
             np.array([r["episode_return"] for r in rows], dtype=float))
 

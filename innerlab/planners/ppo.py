@@ -7,7 +7,9 @@ returns one pure function ``train(key)`` that runs the whole training loop
 ``eqx.filter_jit(eqx.filter_vmap(make_train(config)))(keys)`` trains one agent per seed at
 once. The LSTM state is reset at episode starts inside the rollout, and the
 update re-runs the LSTM over whole rollout sequences (minibatches are sets of
-envs, never cut sequences).
+envs, never cut sequences) with ``RecurrentActorCritic.unroll``, which batches
+everything but the recurrence and differentiates the recurrence with the
+hand-written VJP of :mod:`innerlab.planners.lstm`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import optax
 from jaxtyping import Array, Float
 
 import innerlab.envs as envs
+from innerlab.planners.lstm import lstm_scan, lstm_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +88,31 @@ class RecurrentActorCritic(eqx.Module):
 
     def __call__(self, carry, obs: Float[Array, "..."], reset: Array):
         """One step: ``(carry, logits [A], value [])``; ``reset`` (episode start) clears memory."""
-        h, c = carry
-        h = jnp.where(reset, 0.0, h)
-        c = jnp.where(reset, 0.0, c)
         x = jnp.tanh(self.encoder(obs.reshape(-1)))
-        h, c = self.cell(x, (h, c))
+        h, c = lstm_step(self.cell.weight_hh.T, carry, self._input_gates(x), reset)
         return (h, c), self.actor(h), self.critic(h)[0]
+
+    def _input_gates(self, x: Float[Array, "... H"]) -> Array:
+        """The LSTM's input projection ``x @ W_ih.T + bias`` (the part that is not sequential)."""
+        gates = x @ self.cell.weight_ih.T
+        return gates + self.cell.bias if self.cell.use_bias else gates
+
+    def unroll(self, carry, obs: Float[Array, "T B ..."], reset: Array):
+        """The same function as ``__call__`` stepped over ``T`` steps of ``B`` envs.
+
+        Returns ``(carry, logits [T, B, A], value [T, B])``. Only the recurrence
+        (``h @ W_hh``) is sequential; the encoder, the LSTM's input projection and
+        the heads see all ``T * B`` steps at once. PPO's update runs this for every
+        minibatch, so it is where training time goes.
+        """
+        t_len, batch = reset.shape
+        x = jnp.tanh(jax.vmap(self.encoder)(obs.reshape(t_len * batch, -1)))
+        gates_in = self._input_gates(x).reshape(t_len, batch, -1)
+        carry, hs = lstm_scan(self.cell.weight_hh.T, carry, gates_in, reset)
+        hs_flat = hs.reshape(t_len * batch, -1)
+        logits = jax.vmap(self.actor)(hs_flat).reshape(t_len, batch, -1)
+        value = jax.vmap(self.critic)(hs_flat)[:, 0].reshape(t_len, batch)
+        return carry, logits, value
 
 
 def gae(reward, value, done, last_value, gamma: float, lam: float):
@@ -139,12 +161,7 @@ def make_train(config: PPOConfig, **env_overrides: Any):
     def loss_fn(model, mb):
         carry0, obs, reset, action, logp_old, adv, ret = mb
 
-        def scan_step(carry, x):
-            o, r = x
-            carry, logits, value = policy_step(model, carry, o, r)
-            return carry, (logits, value)
-
-        _, (logits, value) = jax.lax.scan(scan_step, carry0, (obs, reset))
+        _, logits, value = model.unroll(carry0, obs, reset)
         logp_all = jax.nn.log_softmax(logits)
         logp = jnp.take_along_axis(logp_all, action[..., None], -1)[..., 0]
         ratio = jnp.exp(logp - logp_old)
@@ -200,34 +217,20 @@ def make_train(config: PPOConfig, **env_overrides: Any):
 
             def epoch(c, k):
                 params_m, opt_state = c
-                perm = jax.random.permutation(k, e)
-                mb_size = e // config.num_minibatches
+                # minibatches are sets of whole env sequences, gathered where they are used
+                envs_per_mb = jax.random.permutation(k, e).reshape(config.num_minibatches, -1)
 
-                def split_envs(x, axis):  # [.., E, ..] -> [M, .., E/M, ..]
-                    x = jnp.take(x, perm, axis=axis)
-                    x = jnp.moveaxis(x, axis, 0).reshape(
-                        (config.num_minibatches, mb_size) + x.shape[:axis] + x.shape[axis + 1 :]
-                    )
-                    return jnp.moveaxis(x, 1, axis + 1)
-
-                mbs = (
-                    jax.tree.map(lambda x: split_envs(x, 0), carry_start),
-                    split_envs(t_obs, 1),
-                    split_envs(t_reset, 1),
-                    split_envs(t_action, 1),
-                    split_envs(t_logp, 1),
-                    split_envs(adv, 1),
-                    split_envs(ret, 1),
-                )
-
-                def minibatch(c, mb):
+                def minibatch(c, idx):
                     params_m, opt_state = c
+                    mb = (jax.tree.map(lambda x: x[idx], carry_start),) + tuple(
+                        x[:, idx] for x in (t_obs, t_reset, t_action, t_logp, adv, ret)
+                    )
                     (_, aux), grads = grad_fn(eqx.combine(params_m, static), mb)
                     grads = eqx.filter(grads, eqx.is_array)
                     updates, opt_state = optimizer.update(grads, opt_state, params_m)
                     return (optax.apply_updates(params_m, updates), opt_state), aux
 
-                return jax.lax.scan(minibatch, (params_m, opt_state), mbs)
+                return jax.lax.scan(minibatch, (params_m, opt_state), envs_per_mb)
 
             key, k_epochs = jax.random.split(key)
             (params_m, opt_state), aux = jax.lax.scan(

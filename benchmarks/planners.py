@@ -5,14 +5,18 @@ Measures, in one run:
 (a) search simulations per second of ``MCTSLayer`` (Gumbel MuZero, learned
     ``WorldModel``) and of ``mctx.gumbel_muzero_policy`` called directly with
     root and recurrent functions written by hand over the *same* model, same
-    batch, same number of simulations (both jitted; compile and a warm-up call
-    excluded; median of repeats). The ratio is the layer's overhead.
+    batch, same number of simulations (both jitted, compiled before timing,
+    timed in turns; medians). The ratio is the layer's overhead.
 (b) training throughput (environment steps per second, learning included) of
     innerlab's recurrent PPO (``make_train``, jit end to end, one seed) and of
-    Stable-Baselines3's ``PPO("MlpPolicy")`` on the same env through
-    ``gymnasium.make("innerlab/Orchard-v0")``. SB3's PPO has no LSTM (that is
-    sb3-contrib's RecurrentPPO, not installed); ours does, so the comparison
-    favours the peer. Compile time of ours is reported separately.
+    two peers on the same env through ``gymnasium.make("innerlab/Orchard-v0")``
+    with the same hyper-parameters (envs, steps per rollout, epochs, minibatch
+    size, losses, learning rate): Stable-Baselines3's ``PPO("MlpPolicy")``
+    (no memory, so a smaller job than ours) and sb3-contrib's
+    ``RecurrentPPO("MlpLstmPolicy")`` with the same LSTM width (the
+    like-for-like peer). For 16, 64 and 256 envs; the three are timed in turns
+    so that the machine's drifting load hits them alike. Compile time of ours
+    is reported separately.
 
 Writes ``benchmarks/results/planners.json``. Run: ``python benchmarks/planners.py``.
 Each measurement is kept short because the development CPU is shared.
@@ -32,7 +36,7 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 import mctx
-from timing import median_seconds
+from timing import interleaved_median_seconds
 
 import innerlab  # noqa: F401  (registers innerlab/<Name>-v0 with gymnasium)
 from innerlab.envs import make
@@ -87,8 +91,11 @@ def bench_search(batch: int, sims: int, repeats: int) -> dict:
     a1, w1 = via_layer(layer, obs, key)
     a2, w2 = direct(wm, obs, key)
     same = bool(jnp.all(a1 == a2)) and bool(jnp.allclose(w1, w2, atol=1e-5))
-    t_layer = median_seconds(lambda: via_layer(layer, obs, key), repeats)
-    t_direct = median_seconds(lambda: direct(wm, obs, key), repeats)
+    t = interleaved_median_seconds(
+        {"layer": lambda: via_layer(layer, obs, key), "direct": lambda: direct(wm, obs, key)},
+        repeats,
+    )
+    t_layer, t_direct = t["layer"], t["direct"]
     return {
         "batch": batch,
         "num_simulations": sims,
@@ -99,7 +106,38 @@ def bench_search(batch: int, sims: int, repeats: int) -> dict:
     }
 
 
-def bench_ppo(num_envs: int, num_steps: int, updates: int, sb3_steps: int) -> dict:
+def _sb3_learner(cls, policy: str, config: PPOConfig, **policy_kwargs):
+    """An SB3 learner with ``config``'s hyper-parameters on the gymnasium Orchard, warmed up."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    vec = make_vec_env(lambda: gymnasium.make("innerlab/Orchard-v0"), n_envs=config.num_envs)
+    model = cls(
+        policy,
+        vec,
+        n_steps=config.num_steps,
+        batch_size=config.num_envs * config.num_steps // config.num_minibatches,
+        n_epochs=config.update_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_eps,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        learning_rate=config.learning_rate,
+        policy_kwargs=policy_kwargs or None,
+        verbose=0,
+        device="cpu",
+        seed=0,
+    )
+    model.learn(config.num_envs * config.num_steps)  # warm-up: allocations, first rollout
+    return model
+
+
+def bench_ppo(num_envs: int, num_steps: int, updates: int, peer_updates: int, repeats: int) -> dict:
+    """Env steps/s of ours and of two SB3 peers with the same PPO hyper-parameters, in turns."""
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3 import PPO
+
     config = PPOConfig(
         num_envs=num_envs, num_steps=num_steps, total_timesteps=num_envs * num_steps * updates
     )
@@ -107,40 +145,47 @@ def bench_ppo(num_envs: int, num_steps: int, updates: int, sb3_steps: int) -> di
     t = time.perf_counter()
     jax.block_until_ready(train(jax.random.key(0)))
     first = time.perf_counter() - t
-    t = time.perf_counter()
-    jax.block_until_ready(train(jax.random.key(1)))
-    ours = config.num_updates * num_envs * num_steps / (time.perf_counter() - t)
-
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-
-    vec = make_vec_env(lambda: gymnasium.make("innerlab/Orchard-v0"), n_envs=8)
-    model = PPO(
-        "MlpPolicy", vec, n_steps=128, batch_size=256, n_epochs=4, verbose=0, device="cpu", seed=0
-    )
-    model.learn(256)  # warm-up (allocations, first rollout)
-    t = time.perf_counter()
-    model.learn(sb3_steps, reset_num_timesteps=False)
-    peer = sb3_steps / (time.perf_counter() - t)
+    peers = {
+        "sb3_ppo": _sb3_learner(PPO, "MlpPolicy", config),
+        "sb3_contrib_recurrent_ppo": _sb3_learner(
+            RecurrentPPO, "MlpLstmPolicy", config, lstm_hidden_size=config.hidden
+        ),
+    }
+    ours_steps = config.num_updates * num_envs * num_steps
+    peer_steps = peer_updates * num_envs * num_steps
+    seeds = iter(range(1, 1000))
+    fns = {"ours": lambda: train(jax.random.key(next(seeds)))}
+    for name, model in peers.items():
+        fns[name] = lambda m=model: m.learn(peer_steps, reset_num_timesteps=False)
+    t = interleaved_median_seconds(fns, repeats)
+    rate = {name: (ours_steps if name == "ours" else peer_steps) / t[name] for name in fns}
     return {
-        "ours": {
+        "config": {
             "num_envs": num_envs,
             "num_steps": num_steps,
-            "updates": config.num_updates,
             "update_epochs": config.update_epochs,
-            "env_steps_per_s": ours,
+            "num_minibatches": config.num_minibatches,
+            "hidden": config.hidden,
+        },
+        "ours": {
+            "policy": f"MLP + LSTM({config.hidden}), jitted end to end",
+            "env_steps_per_call": ours_steps,
+            "env_steps_per_s": rate["ours"],
             "compile_and_first_run_s": first,
-            "policy": "MLP + LSTM(64)",
         },
-        "peer": {
-            "name": "stable-baselines3 PPO MlpPolicy",
-            "n_envs": 8,
-            "n_steps": 128,
-            "n_epochs": 4,
-            "env_steps": sb3_steps,
-            "env_steps_per_s": peer,
+        "peers": {
+            "sb3_ppo": {
+                "name": "stable-baselines3 PPO MlpPolicy (no memory)",
+                "env_steps_per_call": peer_steps,
+                "env_steps_per_s": rate["sb3_ppo"],
+            },
+            "sb3_contrib_recurrent_ppo": {
+                "name": f"sb3-contrib RecurrentPPO MlpLstmPolicy, LSTM({config.hidden})",
+                "env_steps_per_call": peer_steps,
+                "env_steps_per_s": rate["sb3_contrib_recurrent_ppo"],
+            },
         },
-        "speedup_x": ours / peer,
+        "speedup_x": {name: rate["ours"] / rate[name] for name in peers},
     }
 
 
@@ -148,11 +193,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--sims", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--ppo-envs", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=31, help="search timings per contender")
+    p.add_argument("--ppo-envs", type=int, nargs="+", default=[16, 64, 256])
     p.add_argument("--ppo-steps", type=int, default=32)
-    p.add_argument("--ppo-updates", type=int, default=10)
-    p.add_argument("--sb3-steps", type=int, default=2048)
+    p.add_argument("--ppo-updates", type=int, default=10, help="updates per timed call of ours")
+    p.add_argument("--peer-updates", type=int, default=2, help="updates per timed SB3 call")
+    p.add_argument("--ppo-repeats", type=int, default=3, help="timed calls per contender")
     args = p.parse_args()
     result = {
         "machine": {
@@ -162,7 +208,10 @@ def main() -> None:
             "load_avg_1m_start": os.getloadavg()[0],
         },
         "search": bench_search(args.batch, args.sims, args.repeats),
-        "ppo": bench_ppo(args.ppo_envs, args.ppo_steps, args.ppo_updates, args.sb3_steps),
+        "ppo": [
+            bench_ppo(e, args.ppo_steps, args.ppo_updates, args.peer_updates, args.ppo_repeats)
+            for e in args.ppo_envs
+        ],
     }
     result["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -23,3 +23,19 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: bool = False)
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict:
+    """Median wall time of each of ``fns``, timed in turns (a, b, a, b, ...).
+
+    Side-by-side numbers on a shared machine drift with its load; taking turns
+    exposes every contender to the same drift, where timing one after the other
+    would hand one of them a quiet minute. Every ``fn`` must be compiled already.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}

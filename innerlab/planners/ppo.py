@@ -153,7 +153,9 @@ def make_train(config: PPOConfig, **env_overrides: Any):
         optax.adam(config.learning_rate, eps=1e-5),
     )
     e, t_len = config.num_envs, config.num_steps
-    step_env = jax.vmap(lambda k, s, a: env.step(k, s, a, params))
+
+    def step_env(keys, states, actions):  # vmap(env.step), computing only the resets it needs
+        return envs.batched_step(env, keys, states, actions, params)
 
     def policy_step(model, carry, obs, reset):
         return jax.vmap(model)(carry, obs, reset)

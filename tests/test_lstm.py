@@ -11,14 +11,14 @@ import pytest
 from innerlab.planners.lstm import lstm_scan, lstm_step
 from innerlab.planners.ppo import RecurrentActorCritic
 
-T, B, H = 7, 3, 8
+T, B, H, IN = 7, 3, 8, 5  # input and hidden sizes differ, so a transposed weight fails
 
 
 @pytest.fixture(scope="module")
 def problem():
     keys = jax.random.split(jax.random.key(0), 5)
-    cell = eqx.nn.LSTMCell(H, H, key=keys[0])
-    x = jax.random.normal(keys[1], (T, B, H))
+    cell = eqx.nn.LSTMCell(IN, H, key=keys[0])
+    x = jax.random.normal(keys[1], (T, B, IN))
     reset = jax.random.bernoulli(keys[2], 0.3, (T, B)).at[0, 0].set(True)
     carry = (jax.random.normal(keys[3], (B, H)), jax.random.normal(keys[4], (B, H)))
     return cell, x, reset, carry
@@ -38,8 +38,7 @@ def reference(cell, x, carry, reset):
 
 
 def fused(cell, x, carry, reset):
-    gates_in = x @ cell.weight_ih.T + cell.bias
-    (h, c), hs = lstm_scan(cell.weight_hh.T, carry, gates_in, reset)
+    (h, c), hs = lstm_scan(cell, carry, x, reset)
     return jnp.sum(jnp.sin(hs)) + jnp.sum(h * c)
 
 
@@ -63,25 +62,35 @@ def test_gradients_match_autodiff_of_equinox_cell(problem):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_cell_without_bias(problem):
+    _, x, reset, carry = problem
+    cell = eqx.nn.LSTMCell(IN, H, use_bias=False, key=jax.random.key(7))
+    np.testing.assert_allclose(
+        fused(cell, x, carry, reset), reference(cell, x, carry, reset), rtol=1e-5
+    )
+    ours = eqx.filter_grad(fused)(cell, x, carry, reset)
+    ref = eqx.filter_grad(reference)(cell, x, carry, reset)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_reset_cuts_the_gradient_to_earlier_steps(problem):
     """Where every env resets at step t, nothing before t can influence anything after it."""
     cell, x, _, carry = problem
     reset = jnp.zeros((T, B), bool).at[4].set(True)
-    gates_in = x @ cell.weight_ih.T + cell.bias
 
-    def late(g):
-        return jnp.sum(lstm_scan(cell.weight_hh.T, carry, g, reset)[1][4:])
+    def late(inputs):
+        return jnp.sum(lstm_scan(cell, carry, inputs, reset)[1][4:])
 
-    grad = jax.grad(late)(gates_in)
+    grad = jax.grad(late)(x)
     assert np.all(np.asarray(grad[:4]) == 0.0)
     assert np.any(np.asarray(grad[4:]) != 0.0)
 
 
 def test_step_works_unbatched_and_matches_scan(problem):
     cell, x, reset, carry = problem
-    gates_in = x @ cell.weight_ih.T + cell.bias
-    _, hs = lstm_scan(cell.weight_hh.T, carry, gates_in, reset)
-    h, c = lstm_step(cell.weight_hh.T, (carry[0][1], carry[1][1]), gates_in[0, 1], reset[0, 1])
+    _, hs = lstm_scan(cell, carry, x, reset)
+    h, c = lstm_step(cell, (carry[0][1], carry[1][1]), x[0, 1], reset[0, 1])
     np.testing.assert_allclose(h, hs[0, 1], rtol=1e-6)
     assert c.shape == (H,)
 

@@ -9,15 +9,18 @@ step at a time inside the loop. This module keeps the math of
 ``equinox.nn.LSTMCell`` (gate order ``i, f, g, o``, one bias) but
 
 * evaluates all four gate nonlinearities as one sigmoid (``tanh(x) = 2 sigmoid(2x) - 1``),
-* gives the whole recurrence a hand-written VJP whose reverse loop does one
-  matmul per step and leaves the weight gradient to a single matmul after it.
+* projects the inputs of all steps at once (``x @ W_ih.T + b``), so only
+  ``h @ W_hh.T`` is sequential,
+* gives the whole layer a hand-written VJP whose reverse loop does one matmul
+  per step, and leaves both weight gradients to one matmul after it.
 
-Inputs are projected outside (``x @ W_ih.T + b`` for all steps at once), so only
-``h @ W_hh.T`` is sequential.
+``lstm_scan(cell, carry, x, reset)`` and ``lstm_step`` take an
+``equinox.nn.LSTMCell`` and return what stepping that cell would return.
 """
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
@@ -40,65 +43,72 @@ def _activations(z: Float[Array, "... 4H"]) -> Array:
 
 
 def _cell(w_hh, carry, gates_in, reset):
-    """One step, also returning the gate values and ``tanh(c)`` the VJP reuses."""
+    """One step from the projected input, also returning the gate values the VJP reuses."""
     keep = (~reset)[..., None].astype(gates_in.dtype)
     h, c = carry[0] * keep, carry[1] * keep
     gates = _activations(gates_in + h @ w_hh)
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c = f * c + i * g
-    tanh_c = jnp.tanh(c)
-    return o * tanh_c, c, gates, tanh_c
+    return o * jnp.tanh(c), c, gates
+
+
+def _bias(cell: eqx.nn.LSTMCell) -> Array:
+    return cell.bias if cell.use_bias else jnp.zeros(4 * cell.hidden_size, cell.weight_hh.dtype)
 
 
 def lstm_step(
-    w_hh: Float[Array, "H 4H"],
+    cell: eqx.nn.LSTMCell,
     carry: tuple[Array, Array],
-    gates_in: Float[Array, "*B 4H"],
+    x: Float[Array, "*B I"],
     reset: Bool[Array, "*B"],
 ) -> tuple[Array, Array]:
-    """One LSTM step (any leading batch shape): ``(h, c)``, memory cleared first where ``reset``.
-
-    ``gates_in`` is the input projection ``x @ W_ih.T + bias``; ``w_hh`` is ``W_hh.T``.
-    """
-    h, c, _, _ = _cell(w_hh, carry, gates_in, reset)
+    """One LSTM step (any leading batch shape): ``(h, c)``, memory cleared first where ``reset``."""
+    gates_in = x @ cell.weight_ih.T + _bias(cell)
+    h, c, _ = _cell(cell.weight_hh.T, carry, gates_in, reset)
     return h, c
 
 
 def _scan_forward(w_hh, carry, gates_in, reset):
-    """The recurrence: final carry and per-step ``(h, c, gates, tanh(c))``, each ``[T, B, .]``."""
+    """The recurrence: final carry and per-step cell states and gate values ``[T, B, .]``."""
 
     def step(hc, inp):
-        h, c, gates, tanh_c = _cell(w_hh, hc, *inp)
-        return (h, c), (h, c, gates, tanh_c)
+        h, c, gates = _cell(w_hh, hc, *inp)
+        return (h, c), (c, gates)
 
     return jax.lax.scan(step, carry, (gates_in, reset))
 
 
-@jax.custom_vjp
 def lstm_scan(
-    w_hh: Float[Array, "H 4H"],
+    cell: eqx.nn.LSTMCell,
     carry: tuple[Array, Array],
-    gates_in: Float[Array, "T B 4H"],
+    x: Float[Array, "T B I"],
     reset: Bool[Array, "T B"],
 ) -> tuple[tuple[Array, Array], Float[Array, "T B H"]]:
     """``lstm_step`` over ``T`` steps: ``(final carry, hidden states [T, B, H])``.
 
-    Differentiable in ``w_hh``, ``carry`` and ``gates_in`` (not ``reset``).
+    Differentiable in the cell's weights, ``carry`` and ``x`` (not ``reset``).
     """
+    return _lstm_layer(cell.weight_ih, cell.weight_hh, _bias(cell), carry, x, reset)
+
+
+@jax.custom_vjp
+def _lstm_layer(w_ih, w_hh, bias, carry, x, reset):
+    gates_in = x @ w_ih.T + bias
 
     def step(hc, inp):
-        hc = lstm_step(w_hh, hc, *inp)
-        return hc, hc[0]
+        h, c, _ = _cell(w_hh.T, hc, *inp)
+        return (h, c), h
 
     return jax.lax.scan(step, carry, (gates_in, reset))
 
 
-def _lstm_scan_fwd(w_hh, carry, gates_in, reset):
-    out, (hs, cs, gates, tanh_c) = _scan_forward(w_hh, carry, gates_in, reset)
-    return (out, hs), (w_hh, carry, reset, hs, cs, gates, tanh_c)
+def _lstm_layer_fwd(w_ih, w_hh, bias, carry, x, reset):
+    out, (cs, gates) = _scan_forward(w_hh.T, carry, x @ w_ih.T + bias, reset)
+    hs = gates[..., -cs.shape[-1] :] * jnp.tanh(cs)  # h = o * tanh(c), for all steps at once
+    return (out, hs), (w_ih, w_hh, carry, x, reset, hs, cs, gates)
 
 
-def _local_derivatives(carry, reset, hs, cs, gates, tanh_c):
+def _local_derivatives(carry, reset, hs, cs, gates):
     """Every per-step factor of the backward pass that does not depend on the cotangents.
 
     Computed for all steps at once, outside the loop, so that the reverse loop only
@@ -108,31 +118,34 @@ def _local_derivatives(carry, reset, hs, cs, gates, tanh_c):
     h_prev = jnp.concatenate([carry[0][None], hs[:-1]]) * keep
     c_prev = jnp.concatenate([carry[1][None], cs[:-1]]) * keep
     i, f, g, o = jnp.split(gates, 4, axis=-1)
+    tanh_c = jnp.tanh(cs)
     q = jnp.concatenate(
         [g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], axis=-1
     )
     return h_prev, q, o * (1 - tanh_c * tanh_c), f * keep, keep
 
 
-def _lstm_scan_bwd(res, cotangents):
-    w_hh, carry, reset, hs, cs, gates, tanh_c = res
-    h_prev, q, m, f_keep, keep = _local_derivatives(carry, reset, hs, cs, gates, tanh_c)
+def _lstm_layer_bwd(res, cotangents):
+    w_ih, w_hh, carry, x, reset, hs, cs, gates = res
+    h_prev, q, m, f_keep, keep = _local_derivatives(carry, reset, hs, cs, gates)
     (dh_last, dc_last), dhs = cotangents
-    w_t = w_hh.T
 
-    def step(dhc, x):
-        dh_out, q_t, m_t, f_t, keep_t = x
+    def step(dhc, inp):
+        dh_out, q_t, m_t, f_t, keep_t = inp
         dh = dhc[0] + dh_out
         dc = dhc[1] + dh * m_t
         dz = jnp.concatenate([dc, dc, dc, dh], axis=-1) * q_t
-        return ((dz @ w_t) * keep_t, dc * f_t), dz
+        return ((dz @ w_hh) * keep_t, dc * f_t), dz
 
     (dh0, dc0), dz = jax.lax.scan(step, (dh_last, dc_last), (dhs, q, m, f_keep, keep), reverse=True)
-    t_len, batch, hidden = h_prev.shape
-    dw = h_prev.reshape(t_len * batch, hidden).T @ dz.reshape(t_len * batch, -1)
-    return dw, (dh0, dc0), dz, None
+    n = dz.shape[0] * dz.shape[1]
+    dz_flat = dz.reshape(n, -1)
+    # both weight gradients in one product: dz^T [x, h_prev]
+    dw = dz_flat.T @ jnp.concatenate([x.reshape(n, -1), h_prev.reshape(n, -1)], axis=-1)
+    dw_ih, dw_hh = jnp.split(dw, [x.shape[-1]], axis=-1)
+    return dw_ih, dw_hh, dz_flat.sum(0), (dh0, dc0), dz @ w_ih, None
 
 
-lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
+_lstm_layer.defvjp(_lstm_layer_fwd, _lstm_layer_bwd)
 
 __all__ = ["lstm_scan", "lstm_step"]

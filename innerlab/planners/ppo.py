@@ -89,13 +89,8 @@ class RecurrentActorCritic(eqx.Module):
     def __call__(self, carry, obs: Float[Array, "..."], reset: Array):
         """One step: ``(carry, logits [A], value [])``; ``reset`` (episode start) clears memory."""
         x = jnp.tanh(self.encoder(obs.reshape(-1)))
-        h, c = lstm_step(self.cell.weight_hh.T, carry, self._input_gates(x), reset)
+        h, c = lstm_step(self.cell, carry, x, reset)
         return (h, c), self.actor(h), self.critic(h)[0]
-
-    def _input_gates(self, x: Float[Array, "... H"]) -> Array:
-        """The LSTM's input projection ``x @ W_ih.T + bias`` (the part that is not sequential)."""
-        gates = x @ self.cell.weight_ih.T
-        return gates + self.cell.bias if self.cell.use_bias else gates
 
     def unroll(self, carry, obs: Float[Array, "T B ..."], reset: Array):
         """The same function as ``__call__`` stepped over ``T`` steps of ``B`` envs.
@@ -107,8 +102,7 @@ class RecurrentActorCritic(eqx.Module):
         """
         t_len, batch = reset.shape
         x = jnp.tanh(jax.vmap(self.encoder)(obs.reshape(t_len * batch, -1)))
-        gates_in = self._input_gates(x).reshape(t_len, batch, -1)
-        carry, hs = lstm_scan(self.cell.weight_hh.T, carry, gates_in, reset)
+        carry, hs = lstm_scan(self.cell, carry, x.reshape(t_len, batch, -1), reset)
         hs_flat = hs.reshape(t_len * batch, -1)
         logits = jax.vmap(self.actor)(hs_flat).reshape(t_len, batch, -1)
         value = jax.vmap(self.critic)(hs_flat)[:, 0].reshape(t_len, batch)

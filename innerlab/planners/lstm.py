@@ -73,9 +73,11 @@ def _scan_forward(w_hh, carry, gates_in, reset):
 
     def step(hc, inp):
         h, c, gates = _cell(w_hh, hc, *inp)
-        return (h, c), (c, gates)
+        return (h, c), jnp.concatenate([gates, c], axis=-1)  # one stacked output, not two
 
-    return jax.lax.scan(step, carry, (gates_in, reset))
+    out, saved = jax.lax.scan(step, carry, (gates_in, reset))
+    hidden = carry[0].shape[-1]
+    return out, (saved[..., 4 * hidden :], saved[..., : 4 * hidden])
 
 
 def lstm_scan(

@@ -87,6 +87,14 @@ def test_reset_cuts_the_gradient_to_earlier_steps(problem):
     assert np.any(np.asarray(grad[4:]) != 0.0)
 
 
+def test_bad_shapes_give_a_clear_error(problem):
+    cell, x, reset, carry = problem
+    with pytest.raises(ValueError, match=r"x of shape \[T, B, 5\]"):
+        lstm_scan(cell, carry, x[..., :4], reset)
+    with pytest.raises(ValueError, match="reset of shape"):
+        lstm_scan(cell, carry, x, reset[:, :2])
+
+
 def test_step_works_unbatched_and_matches_scan(problem):
     cell, x, reset, carry = problem
     _, hs = lstm_scan(cell, carry, x, reset)

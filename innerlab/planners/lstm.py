@@ -35,11 +35,8 @@ def _gate_scale(hidden: int, dtype) -> Array:
 
 def _activations(z: Float[Array, "... 4H"]) -> Array:
     """Gate values ``[i, f, g, o]`` side by side: sigmoid gates, tanh cell candidate ``g``."""
-    hidden = z.shape[-1] // 4
-    a = jax.nn.sigmoid(z * _gate_scale(hidden, z.dtype))
-    return a * _gate_scale(hidden, z.dtype) - jnp.concatenate(
-        [jnp.zeros(2 * hidden, z.dtype), jnp.ones(hidden, z.dtype), jnp.zeros(hidden, z.dtype)]
-    )
+    scale = _gate_scale(z.shape[-1] // 4, z.dtype)
+    return jax.nn.sigmoid(z * scale) * scale - (scale - 1)  # g = 2 sigmoid(2z) - 1 = tanh(z)
 
 
 def _cell(w_hh, carry, gates_in, reset):
@@ -90,6 +87,12 @@ def lstm_scan(
 
     Differentiable in the cell's weights, ``carry`` and ``x`` (not ``reset``).
     """
+    x, reset = jnp.asarray(x), jnp.asarray(reset)
+    if x.ndim != 3 or x.shape[-1] != cell.input_size or reset.shape != x.shape[:2]:
+        raise ValueError(
+            f"lstm_scan needs x of shape [T, B, {cell.input_size}] and reset of shape [T, B]; "
+            f"got x {x.shape} and reset {reset.shape}"
+        )
     return _lstm_layer(cell.weight_ih, cell.weight_hh, _bias(cell), carry, x, reset)
 
 

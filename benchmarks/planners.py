@@ -25,6 +25,7 @@ Each measurement is kept short because the development CPU is shared.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pathlib
@@ -153,7 +154,7 @@ def bench_ppo(num_envs: int, num_steps: int, updates: int, peer_updates: int, re
     }
     ours_steps = config.num_updates * num_envs * num_steps
     peer_steps = peer_updates * num_envs * num_steps
-    seeds = iter(range(1, 1000))
+    seeds = itertools.count(1)
     fns = {"ours": lambda: train(jax.random.key(next(seeds)))}
     for name, model in peers.items():
         fns[name] = lambda m=model: m.learn(peer_steps, reset_num_timesteps=False)

@@ -17,12 +17,7 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: bool = False)
     """
     if warmup:
         jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved_median_seconds({"fn": fn}, repeats)["fn"]
 
 
 def interleaved_median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict:

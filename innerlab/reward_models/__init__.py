@@ -26,7 +26,7 @@ from innerlab.reward_models.data import (
 )
 from innerlab.reward_models.epic import epic_distance, mae, pearson
 from innerlab.reward_models.evaluate import evaluate_objective
-from innerlab.reward_models.model import RewardModel
+from innerlab.reward_models.model import RewardModel, build_encoder
 from innerlab.reward_models.train import (
     PreferenceConfig,
     RegressionConfig,
@@ -44,6 +44,7 @@ __all__ = [
     "Segments",
     "Transitions",
     "aggregate",
+    "build_encoder",
     "collect_transitions",
     "ensemble_std",
     "epic_distance",

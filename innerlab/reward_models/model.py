@@ -152,7 +152,15 @@ class RewardHead(eqx.Module):
         return self.mlp(jnp.concatenate([latent, onehot]))
 
 
-def _build_encoder(kind, obs_shape, latent_dim, width, key, latent_activation="relu"):
+def build_encoder(kind, obs_shape, latent_dim, width, key, latent_activation="relu"):
+    """The encoder ``obs [H, W, C] -> latent [latent_dim]`` of kind ``kind`` (one of ``ENCODERS``).
+
+    Shared by ``RewardModel`` and any other model (e.g. the planners' policies)
+    that wants the same grid encoders. ``width`` is the conv channels / MLP
+    hidden width; ``latent_activation`` is applied to the output (see
+    ``latent_activation_fn``). Unknown kinds fall back to ``"mlp"``; callers
+    validate ``kind`` against ``ENCODERS``.
+    """
     if kind == "conv":
         cls = ConvEncoder
     elif kind == "conv_pool":
@@ -229,14 +237,12 @@ class RewardModel(eqx.Module):
         self.width = width
         k_enc, k_head = jax.random.split(key)
         if shared_encoder:
-            self.encoder = _build_encoder(
+            self.encoder = build_encoder(
                 encoder, obs_shape, latent_dim, width, k_enc, latent_activation
             )
         else:
             self.encoder = eqx.filter_vmap(
-                lambda k: _build_encoder(
-                    encoder, obs_shape, latent_dim, width, k, latent_activation
-                )
+                lambda k: build_encoder(encoder, obs_shape, latent_dim, width, k, latent_activation)
             )(jax.random.split(k_enc, num_members))
         self.head = eqx.filter_vmap(lambda k: RewardHead(latent_dim, num_actions, width, key=k))(
             jax.random.split(k_head, num_members)

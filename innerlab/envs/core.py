@@ -251,8 +251,71 @@ class Environment:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    # Jitted functions that take or close over an env (``eqx.filter_jit`` of a layer
+    # holding it as a static field, ``functools.lru_cache`` of compiled functions)
+    # reuse a compilation for every env that compares equal. Equality therefore
+    # covers the instance's configuration, not only its type: two bandits with
+    # different payoffs must never share a compiled search.
+    def _config_key(self) -> tuple:
+        """Hashable key of this instance's configuration: its type and attributes."""
+        return (type(self), instance_config_key(self))
+
     def __hash__(self) -> int:
-        return hash(type(self))
+        return hash(self._config_key())
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
+        if not isinstance(other, Environment):
+            return NotImplemented
+        return type(self) is type(other) and self._config_key() == other._config_key()
+
+
+class _ByIdentity:
+    """Stands for a value that cannot be hashed: equal only to a stand-in for the very same
+    object (holding it keeps it alive, so its ``id`` is never reused meanwhile)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+
+def hashable_key(value: Any) -> Any:
+    """A hashable stand-in for ``value`` that is equal for equal configurations.
+
+    Hashable values stand for themselves; tuples, lists, dicts and sets are keyed
+    element by element; numpy arrays by dtype, shape and bytes. Anything else that
+    cannot be hashed (jax arrays, which may be tracers or live on a device; modules
+    holding arrays) falls back to identity: equal copies then only cost a
+    recompilation, never a wrong answer.
+    """
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return ("ndarray", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(hashable_key(v) for v in value))
+    if isinstance(value, dict):
+        return (dict, frozenset((hashable_key(k), hashable_key(v)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)):
+        return (frozenset, frozenset(hashable_key(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return _ByIdentity(value)
+    return value
+
+
+def instance_config_key(obj: Any) -> tuple:
+    """Hashable key of ``obj``'s instance attributes (``__dict__`` and ``__slots__``),
+    sorted by name. Envs are immutable after construction, so the key is stable."""
+    attrs = dict(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+                attrs[name] = getattr(obj, name)
+    return tuple((name, hashable_key(attrs[name])) for name in sorted(attrs))

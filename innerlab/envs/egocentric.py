@@ -94,9 +94,3 @@ class Egocentric(Environment):
 
     def __repr__(self) -> str:
         return f"Egocentric({self.inner!r})"
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.inner))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.inner == other.inner

@@ -377,9 +377,3 @@ class SideChannel(Environment):
 
     def __repr__(self) -> str:
         return f"SideChannel({self.env!r})"
-
-    def __hash__(self) -> int:
-        return hash((type(self), self.env, self.name))
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and (self.env, self.name) == (other.env, other.name)

@@ -1,0 +1,106 @@
+"""Regression tests for defects found in review; each failed before its fix."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import innerlab.envs as envs
+from innerlab.envs.core import Environment, EnvParams
+from innerlab.planners.mcts import MCTSLayer
+
+# --------------------------------------------------------------------------- env identity
+
+
+class BanditState(eqx.Module):
+    time: jax.Array
+
+
+class Bandit(Environment):
+    """A one-step bandit whose payoffs are constructor arguments (a user-defined env)."""
+
+    name = "Bandit"
+
+    def __init__(self, rewards: tuple[float, float]):
+        self.rewards = tuple(rewards)
+
+    @property
+    def default_params(self) -> EnvParams:
+        return EnvParams(max_steps=1)
+
+    def num_actions(self, params=None) -> int:
+        return len(self.rewards)
+
+    def observe(self, state, params=None):
+        return jnp.zeros((1,), jnp.float32)
+
+    def sample_state(self, key, params=None):
+        return BanditState(time=jnp.int32(0))
+
+    def reset_env(self, key, params):
+        state = self.sample_state(key, params)
+        return self.observe(state), state
+
+    def step_env(self, key, state, action, params):
+        reward = jnp.asarray(self.rewards, jnp.float32)[action]
+        nxt = BanditState(time=state.time + 1)
+        return self.observe(nxt), nxt, reward, jnp.bool_(True), jnp.bool_(False), {}
+
+
+class ArrayBandit(Bandit):
+    """A bandit holding its payoffs as an (unhashable) array."""
+
+    def __init__(self, rewards):
+        self.rewards = np.asarray(rewards, np.float32)
+
+
+def test_envs_with_different_arguments_are_not_equal():
+    left, right = Bandit((1.0, 0.0)), Bandit((0.0, 1.0))
+    assert left != right
+    assert Bandit((1.0, 0.0)) == left
+    assert hash(Bandit((1.0, 0.0))) == hash(left)
+
+
+def test_envs_holding_arrays_compare_by_value_or_identity_without_crashing():
+    a = ArrayBandit([1.0, 0.0])
+    assert a == a and hash(a) == hash(a)
+    assert a != ArrayBandit([0.0, 1.0])
+    assert ArrayBandit([1.0, 0.0]) == a and hash(ArrayBandit([1.0, 0.0])) == hash(a)
+
+
+def test_wrappers_built_with_equal_arguments_are_equal():
+    assert envs.Egocentric(envs.Orchard()) == envs.Egocentric(envs.Orchard())
+    assert hash(envs.Egocentric(envs.Orchard())) == hash(envs.Egocentric(envs.Orchard()))
+    a = envs.SideChannel(envs.Orchard(), name="X")
+    assert a == envs.SideChannel(envs.Orchard(), name="X")
+    assert hash(a) == hash(envs.SideChannel(envs.Orchard(), name="X"))
+    assert a != envs.SideChannel(envs.Orchard(), name="Y")
+    assert envs.SideChannel(envs.Orchard()) != envs.SideChannel(envs.ProxyMaze())
+    assert make_env("Orchard-v0") == make_env("Orchard-v0")
+    assert make_env("OrchardSideChannel-v0") == make_env("OrchardSideChannel-v0")
+
+
+def make_env(name):
+    return envs.make(name)[0]
+
+
+def test_jit_over_true_dynamics_planners_keeps_each_env_apart():
+    """A filter_jit keyed on the layer (env is a static field) must not reuse the first
+    bandit's compiled search for the second."""
+    plan = eqx.filter_jit(lambda layer, state, key: layer(state, key))
+    state = jax.tree.map(lambda x: x[None], Bandit((1.0, 0.0)).sample_state(jax.random.key(0)))
+    for rewards, best in (((1.0, 0.0), 0), ((0.0, 1.0), 1)):
+        layer = MCTSLayer(None, 8, env=Bandit(rewards), reward="env", gumbel_scale=0.0)
+        out = plan(layer, state, jax.random.key(1))
+        assert int(out.action[0]) == best, rewards
+        np.testing.assert_allclose(out.stats["qvalues"][0], rewards, atol=1e-6)
+
+
+def test_jit_closing_over_each_env_gives_each_its_own_answer():
+    reward = eqx.filter_jit(lambda env, state: env.true_reward(state, jnp.int32(0)))
+    state = Bandit((1.0, 0.0)).sample_state(jax.random.key(0))
+    assert float(reward(Bandit((1.0, 0.0)), state)) == 1.0
+    assert float(reward(Bandit((0.0, 1.0)), state)) == 0.0

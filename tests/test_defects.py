@@ -104,3 +104,22 @@ def test_jit_closing_over_each_env_gives_each_its_own_answer():
     state = Bandit((1.0, 0.0)).sample_state(jax.random.key(0))
     assert float(reward(Bandit((1.0, 0.0)), state)) == 1.0
     assert float(reward(Bandit((0.0, 1.0)), state)) == 0.0
+
+
+# --------------------------------------------------------------------------- evaluate_objective
+
+
+def test_evaluate_objective_runs_on_a_wrapper_env():
+    """The split goes through the params' own ``replace`` (SideChannelParams forwards it
+    to the inner params, which ``dataclasses.replace`` does not)."""
+    from innerlab.reward_models import RewardModel
+    from innerlab.reward_models.evaluate import evaluate_objective
+
+    env, params = envs.make("OrchardSideChannel-v0", height=5, width=5, n_objects=2)
+    obs_shape = env.observation_space(params).shape
+    model = RewardModel(obs_shape, env.num_actions(params), num_members=2, latent_dim=4,
+                        width=4, encoder="conv_pool", key=jax.random.key(0))
+    r = evaluate_objective(model, env, params, jax.random.key(1), n=32, num_envs=4,
+                           num_canonical=8)
+    assert {"train/mae", "test/mae", "offdist/mae"} <= set(r)
+    assert all(np.isfinite(r[f"{s}/mae"]) for s in ("train", "test", "offdist"))

@@ -16,7 +16,6 @@ rewards of ``(s, a)``) and the members' disagreement (``ensemble_std`` and
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import equinox as eqx
@@ -130,7 +129,8 @@ def evaluate_objective(
         if split == "offdist":
             trans, states, next_states = sample_state_batch(env, params, keys[i], n)
         else:
-            split_params = dataclasses.replace(params, split=split)
+            # the params' own replace: wrappers (SideChannelParams) forward the split
+            split_params = params.replace(split=split)
             trans, states, next_states = rollout(
                 env, split_params, policy_fn, keys[i], num_envs, steps
             )

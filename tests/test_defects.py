@@ -123,3 +123,60 @@ def test_evaluate_objective_runs_on_a_wrapper_env():
                            num_canonical=8)
     assert {"train/mae", "test/mae", "offdist/mae"} <= set(r)
     assert all(np.isfinite(r[f"{s}/mae"]) for s in ("train", "test", "offdist"))
+
+
+# --------------------------------------------------------------------------- EPIC precision
+
+
+def _x64_problem(seed: int = 0):
+    """A float64 reward table and an equivalent one (positive scale, offset, potential shaping)."""
+    rng = np.random.default_rng(seed)
+    s, a, gamma = 6, 3, 0.9
+    reward = jnp.asarray(rng.normal(size=(s, a, s)))
+    phi = jnp.asarray(rng.normal(size=s) * 3)
+    shaped = 2.5 * reward + 0.7 + gamma * phi[None, None, :] - phi[:, None, None]
+    ds = jnp.asarray(rng.dirichlet(np.ones(s)))
+    da = jnp.asarray(rng.dirichlet(np.ones(a)))
+    cov = jnp.asarray(rng.dirichlet(np.ones(s * a * s)).reshape(s, a, s))
+    return reward, shaped, ds, da, cov, gamma
+
+
+def test_epic_keeps_float64_precision():
+    from innerlab.reward_models.epic import (
+        EpicSamples,
+        epic_distance,
+        epic_distance_state_action,
+        epic_distance_tabular,
+        mae,
+        pearson,
+    )
+
+    with jax.enable_x64(True):
+        reward, shaped, ds, da, cov, gamma = _x64_problem()
+        assert reward.dtype == jnp.float64
+        assert float(epic_distance_tabular(reward, shaped, ds, da, cov, gamma)) < 1e-10
+
+        rng = np.random.default_rng(1)
+        s, a = reward.shape[:2]
+        samples = EpicSamples(
+            jnp.asarray(rng.integers(0, s, 64)), jnp.asarray(rng.integers(0, a, 64), jnp.int32),
+            jnp.asarray(rng.integers(0, s, 64)), jnp.asarray(rng.integers(0, s, 16)),
+            jnp.asarray(rng.integers(0, a, 16), jnp.int32),
+        )
+        fn = lambda t: (lambda x, u, y: t[x, u, y])
+        assert float(epic_distance(fn(reward), fn(shaped), samples, gamma)) < 1e-10
+
+        # rewards of (s, a): scale and potential shaping of a [S, A] table
+        table = reward[:, :, 0]
+        phi = jnp.asarray(rng.normal(size=s))
+        states, nxt = samples.state, samples.next_state
+        ra = lambda x: table[x]
+        rb = lambda x: 3.0 * table[x] - phi[x][:, None]  # shaping by -phi(s), gamma = 0
+        d = epic_distance_state_action(ra, rb, states, samples.action, nxt,
+                                       samples.can_state, gamma=0.0)
+        assert float(d) < 1e-10
+
+        x = jnp.asarray(rng.normal(size=100))
+        assert pearson(x, 2 * x + 1).dtype == jnp.float64
+        assert mae(x, x + 1e-12).dtype == jnp.float64
+        assert float(mae(x, x + 1e-12)) < 1e-11

@@ -13,6 +13,7 @@ from innerlab.planners.ibp import (
 from innerlab.planners.mcts import MCTSLayer
 from innerlab.planners.muzero import MuZeroConfig
 from innerlab.planners.output import PlannerOutput
+from innerlab.planners.transformer import TransformerActorCritic
 from innerlab.planners.tree import TreeLayer
 from innerlab.planners.world_model import WorldModel, check_aggregation
 
@@ -25,3 +26,4 @@ __all__ = [
     "check_aggregation",
 ]
 __all__ += ["IBP", "LatentImagination", "TrueImagination", "VectorImagination", "make_imagination"]
+__all__ += ["TransformerActorCritic"]

@@ -23,7 +23,7 @@ import numpy as np
 
 from innerlab.envs import list_envs, make
 from innerlab.envs.core import Environment, EnvParams
-from innerlab.recipes.rundir import RunDir
+from innerlab.rundir import RunDir
 
 __all__ = ["DemoConfig", "Episode", "random_episode", "run_demo", "save_strip"]
 

@@ -2,7 +2,7 @@
 
 A recipe is a config dataclass (its fields become the command-line options,
 via tyro) and a function ``run_fn(config)`` that writes a run directory
-(see :class:`innerlab.recipes.rundir.RunDir`). A recipe module registers
+(see :class:`innerlab.rundir.RunDir`). A recipe module registers
 itself on import::
 
     @dataclasses.dataclass
@@ -29,7 +29,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from innerlab.recipes.rundir import RunDir, to_jsonable
+from innerlab.rundir import RunDir, to_jsonable
 
 __all__ = [
     "Recipe",

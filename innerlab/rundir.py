@@ -1,4 +1,4 @@
-"""The run directory every recipe writes, and JSON conversion of results.
+"""The run directory every recipe and training run writes, and JSON conversion of results.
 
 Layout (DESIGN.md)::
 

@@ -74,3 +74,34 @@ def test_full_size_run(tmp_path):
     for method in RobustRewardConfig().methods:
         assert method in summary["results"]
     assert "## What differs by more than the seed spread" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("env", ["ProxyMaze-v0", "BoostChain-v0", "Spaceship-v0",
+                                 "OrchardSideChannel-v0", "Nope-v0"])
+def test_envs_without_a_harmful_notion_are_rejected_at_config_time(env):
+    with pytest.raises(ValueError, match=rf"option 'env' is '{env}'.*supported envs: Orchard-v0"):
+        RobustRewardConfig(env=env)
+
+
+def test_cli_rejects_an_unsupported_env_before_training(monkeypatch, capsys):
+    import innerlab.recipes as recipes
+    from innerlab.cli import main
+
+    recipe = recipes.get_recipe("robust-reward")
+
+    def must_not_run(config):
+        raise AssertionError("the recipe started although its env is unsupported")
+
+    monkeypatch.setitem(recipes._RECIPES, "robust-reward",
+                        dataclasses.replace(recipe, run_fn=must_not_run))
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "robust-reward", "--quick", "--env", "ProxyMaze-v0"])
+    assert exc.value.code != 0
+    captured = capsys.readouterr()
+    out = " ".join(w for w in (captured.out + captured.err).split() if w != "│")  # tyro's box
+    assert "option 'env' is 'ProxyMaze-v0'" in out and "supported envs: Orchard-v0" in out
+
+
+def test_supported_env_names_are_accepted():
+    assert RobustRewardConfig(env="Orchard-v0").env == "Orchard-v0"
+    assert RobustRewardConfig(env="innerlab/Orchard-v0").env == "innerlab/Orchard-v0"

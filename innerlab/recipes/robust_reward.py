@@ -59,6 +59,24 @@ from innerlab.reward_models.data import (
 )
 from innerlab.reward_models.evaluate import evaluate_objective
 
+SUPPORTED_ENVS: tuple[str, ...] = ("Orchard-v0",)
+"""Envs this experiment can run on. It needs a notion of harm: a negative true reward
+marks a harmful transition and ``info["collected_harmful"]`` a harmful step of the
+agent (Orchard's large objects of the harmful colour); the adversary's searches also
+need a gridworld. Other envs are refused when the config is built, before training."""
+
+
+def check_env(name: str) -> None:
+    """Raise a ValueError naming ``name`` and :data:`SUPPORTED_ENVS` unless it is one of them
+    (``innerlab/`` prefixed names, as ``envs.make`` accepts, count)."""
+    bare = name[len("innerlab/"):] if name.startswith("innerlab/") else name
+    if bare not in SUPPORTED_ENVS:
+        raise ValueError(
+            f"option 'env' is {name!r}, which the robust-reward experiment cannot use: it "
+            "measures harm as a negative true reward and the info key 'collected_harmful'; "
+            f"supported envs: {', '.join(SUPPORTED_ENVS)}"
+        )
+
 
 @dataclasses.dataclass
 class RobustRewardConfig(RecipeConfig):
@@ -69,6 +87,7 @@ class RobustRewardConfig(RecipeConfig):
     num_seeds: int = 3
     """Independent repetitions (different data, initialisation, search)."""
     env: str = "Orchard-v0"
+    """The environment; one of ``SUPPORTED_ENVS`` (the experiment needs Orchard's harm)."""
     num_members: int = 5
     encoder: str = "mlp"
     latent_dim: int = 32
@@ -110,6 +129,7 @@ class RobustRewardConfig(RecipeConfig):
     }
 
     def __post_init__(self):
+        check_env(self.env)
         for name in ("num_seeds", "num_members", "data_envs", "data_steps", "train_steps",
                      "retrain_steps", "rounds", "label_budget", "search_budget",
                      "eval_transitions", "eval_envs", "num_simulations"):

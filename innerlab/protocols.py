@@ -21,7 +21,7 @@ Reward models (all methods take **one example**; batch with ``jax.vmap``):
 ``LatentEnsemble``        a ``RewardEnsemble`` split as ``encode(obs) -> latent`` and
                           ``heads(latent, action) -> [K]``, with ``num_actions``: latent
                           (pseudo-input) search needs it
-``TrainableEnsemble``     a ``RewardEnsemble`` with ``obs_shape`` and
+``TrainableEnsemble``     a ``RewardEnsemble`` with ``obs_shape``, ``num_actions`` and
                           ``per_member(obs [K, ...], action [K]) -> [K]``: innerlab's
                           trainers and the adversarial retraining loop need it
 ========================  ================================================================
@@ -50,8 +50,8 @@ missing, with the reason (``TorchRewardModel`` does this).
 >>> model = require(Pair(), RewardEnsemble, consumer="my_search")  # returns it
 >>> require(Pair(), LatentEnsemble, consumer="adversary.latent_search")
 Traceback (most recent call last):
-TypeError: adversary.latent_search needs a LatentEnsemble (...); got Pair, which is
-missing: encode(obs), heads(latent, action), num_actions: int. ...
+TypeError: adversary.latent_search needs a LatentEnsemble (...); got Pair, which is missing:
+encode(obs), heads(latent, action), num_actions: int. See innerlab.protocols.LatentEnsemble.
 """
 
 from __future__ import annotations
@@ -149,12 +149,15 @@ class TrainableEnsemble(RewardEnsemble, Protocol):
     ``per_member(obs [K, *obs_shape], action [K]) -> [K]`` is member k's
     prediction on its *own* input ``(obs[k], action[k])``: each member trains on
     its own bootstrap batch in one vectorised call. ``obs_shape`` is one
-    observation's shape. The trainable parameters must be floating-point JAX
-    arrays among the model's pytree leaves (an Equinox module's fields), since
-    training is ``optax`` on ``eqx.partition(model, eqx.is_inexact_array)``.
+    observation's shape and ``num_actions`` the number A of discrete actions
+    (training data is checked against both). The trainable parameters must be
+    floating-point JAX arrays among the model's pytree leaves (an Equinox
+    module's fields), since training is ``optax`` on
+    ``eqx.partition(model, eqx.is_inexact_array)``.
     """
 
     obs_shape: tuple[int, ...]
+    num_actions: int
 
     def per_member(self, obs: Any, action: Any) -> Any:
         """Member k's reward on ``(obs[k], action[k])``: ``[K]``."""
@@ -267,8 +270,10 @@ def satisfies(obj: Any, protocol: type) -> bool:
     return not missing_members(obj, protocol)
 
 
-def _signature(protocol: type, name: str) -> str:
+def _signature(protocol: type, name: str, what: str) -> str:
     """``name(args)`` for a method, ``name: type`` for an attribute (for error messages)."""
+    if name == "__call__":
+        return f"__call__(obs, action) (the {what} must be callable)"
     for cls in protocol.__mro__:
         if name in cls.__dict__.get("__annotations__", {}):
             return f"{name}: {cls.__dict__['__annotations__'][name]}"
@@ -284,31 +289,35 @@ def _summary(protocol: type) -> str:
     return doc.split("\n")[0].rstrip(".").replace("``", "")
 
 
-def require(obj: T, protocol: type, *, consumer: str) -> T:
+def require(obj: T, protocol: type, *, consumer: str, argument: str | None = None) -> T:
     """``obj`` if it provides every member of ``protocol``; a ``TypeError`` otherwise.
 
     Call it once at a consumer's entry point. The error names the consumer,
     the protocol (with its one-line meaning) and every missing member with its
     signature, plus any reason the object's class gave in ``unsupported``::
 
-        TypeError: adversary.latent_search needs a LatentEnsemble (a
-        RewardEnsemble split into an encoder and K heads, ...); got Pair, which
-        is missing: encode(obs), heads(latent, action), num_actions: int
+        TypeError: adversary.latent_search needs argument 'model' to be a
+        LatentEnsemble (A RewardEnsemble split into an encoder and K heads, ...);
+        got Pair, which is missing: encode(obs), heads(latent, action),
+        num_actions: int. See innerlab.protocols.LatentEnsemble.
 
     Args:
         obj: the model or environment given to the consumer.
         protocol: one of this module's protocols (or any ``typing.Protocol``).
         consumer: who needs it, e.g. ``"adversary.latent_search"``.
+        argument: the consumer's argument that ``obj`` was passed as, e.g. ``"model"``.
     """
     missing = missing_members(obj, protocol)
     if not missing:
         return obj
-    listed = ", ".join(_signature(protocol, name) for name, _ in missing)
+    what = "object" if argument is None else repr(argument)
+    listed = ", ".join(_signature(protocol, name, what) for name, _ in missing)
     reasons = "".join(
         f" {type(obj).__name__} cannot provide {name!r}: {why}." for name, why in missing if why
     )
+    needs = "a" if argument is None else f"argument {argument!r} to be a"
     raise TypeError(
-        f"{consumer} needs a {protocol.__name__} ({_summary(protocol)}); got "
+        f"{consumer} needs {needs} {protocol.__name__} ({_summary(protocol)}); got "
         f"{type(obj).__name__}, which is missing: {listed}.{reasons} "
         f"See innerlab.protocols.{protocol.__name__}."
     )

@@ -38,6 +38,7 @@ from jaxtyping import Array, Float, Int
 
 from innerlab.adversary.objectives import measure_fn
 from innerlab.adversary.search import check_positive, smooth_measure
+from innerlab.protocols import LatentEnsemble, require
 from innerlab.reward_models.aggregate import aggregate
 from innerlab.reward_models.model import ConvEncoder, RewardModel, latent_activation_fn
 
@@ -83,18 +84,15 @@ def layer_names(model: RewardModel) -> tuple[str, ...]:
     return ("latent",)
 
 
-def check_layer(model: Any, layer: str) -> None:
-    """Raise a ValueError naming the valid layers if ``layer`` is not one of them."""
+def check_layer(model: Any, layer: str, consumer: str = "adversary.latent") -> None:
+    """Check ``model`` is a ``LatentEnsemble`` (a TypeError naming ``consumer`` otherwise) and
+    ``layer`` one of its layers (a ValueError naming the valid ones otherwise)."""
+    require(model, LatentEnsemble, consumer=consumer, argument="model")
     if not isinstance(model, RewardModel):
         if layer != "latent":
             raise ValueError(
                 f"argument 'layer': only 'latent' is defined for a {type(model).__name__}, "
                 f"got {layer!r}"
-            )
-        if not (hasattr(model, "encode") and hasattr(model, "heads")):
-            raise TypeError(
-                f"argument 'model' needs encode(obs) and heads(latent, action) for latent "
-                f"search; {type(model).__name__} has not"
             )
         return
     names = layer_names(model)
@@ -111,7 +109,7 @@ def _conv_from(enc: ConvEncoder, x: Array, start: int) -> Array:
 
 def activation(model: Any, obs: Float[Array, "H W C"], layer: str = "latent") -> Array:
     """The activation of one observation at ``layer``."""
-    check_layer(model, layer)
+    check_layer(model, layer, "adversary.activation")
     if layer == "latent":
         return model.encode(obs)
     enc = model.encoder
@@ -125,7 +123,7 @@ def from_layer(
     model: Any, act: Array, action: Int[Array, ""], layer: str = "latent"
 ) -> Float[Array, " K"]:
     """Every member's prediction from an activation (real or pseudo) at ``layer``."""
-    check_layer(model, layer)
+    check_layer(model, layer, "adversary.from_layer")
     if layer == "latent":
         return model.heads(act, action)
     return model.heads(_conv_from(model.encoder, act, int(layer[-1]) + 1), action)
@@ -163,7 +161,8 @@ def latent_search(
     """Projected gradient ascent on disagreement from each real observation's activation.
 
     Args:
-        model: a ``RewardModel`` (or anything with ``encode``/``heads`` for ``layer="latent"``).
+        model: a ``RewardModel``, or any ``innerlab.protocols.LatentEnsemble`` for
+            ``layer="latent"``.
         obs: ``[B, H, W, C]`` real observations whose activations are the ball centres.
         key: PRNG key (random start inside each ball).
         epsilon: L2 radius of the ball (>= 0; 0 returns the real activations).
@@ -179,7 +178,7 @@ def latent_search(
         raise ValueError(f"argument 'epsilon' must be >= 0, got {epsilon}")
     steps = check_positive("steps", steps)
     measure_fn(measure)
-    check_layer(model, layer)
+    check_layer(model, layer, "adversary.latent_search")
     obs = jnp.asarray(obs)
     if obs.ndim != 4:
         raise ValueError(f"argument 'obs' must be a batch [B, H, W, C], got shape {obs.shape}")
@@ -253,7 +252,7 @@ def decode_nearest(
 
     The nearest-real-state decoder: label ``pool_states[idx]`` with ``true_reward``.
     """
-    check_layer(model, layer)
+    check_layer(model, layer, "adversary.decode_nearest")
     return _decode_nearest(model, latents, pool_obs, layer)
 
 

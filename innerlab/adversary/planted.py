@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
+from innerlab.protocols import GridEnv, require
+
 _MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))  # as innerlab.envs.grid.MOVES, but static
 
 
@@ -69,7 +71,8 @@ def planted_pair(
     strength: float = 1.0,
 ) -> PlantedPair:
     """A ``PlantedPair`` for a grid env's observation layout (see module docstring)."""
-    n_colours, n_shapes, n_sizes = env._feature_counts(params)
+    require(env, GridEnv, consumer="adversary.planted_pair", argument="env")
+    n_colours, n_shapes, n_sizes = env.feature_counts(params)
     for name, value, n in (("colour", colour, n_colours), ("shape", shape, n_shapes),
                            ("size", size, n_sizes), ("action", action, env.num_actions(params))):
         if not 0 <= value < n:

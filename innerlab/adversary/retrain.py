@@ -47,6 +47,7 @@ from innerlab.adversary.latent import (
     pessimistic_targets,
 )
 from innerlab.adversary.search import check_positive, search
+from innerlab.protocols import GroundTruthEnv, LatentEnsemble, TrainableEnsemble, require, satisfies
 from innerlab.reward_models.data import Transitions
 
 PROPOSERS = ("random", "evolution", "gradient", "latent-decode", "latent-conservative")
@@ -130,6 +131,7 @@ def add_pseudo(
 
 def label_states(env: Any, params: Any, states: Any, actions: Int[Array, " n"]) -> Transitions:
     """Label ``(states[i], actions[i])`` with the true reward and true next observation."""
+    require(env, GroundTruthEnv, consumer="adversary.label_states", argument="env")
     return _label_states(env, params, states, jnp.asarray(actions, jnp.int32))
 
 
@@ -176,9 +178,22 @@ def train_ensemble(
     """``config.steps`` Adam steps of per-member regression (+ conservative loss on pseudo-inputs).
 
     Pure and ``vmap``-able over (model, buf, key) for several seeds. Returns the
-    trained model and the loss per step ``[steps]``.
+    trained model and the loss per step ``[steps]``. ``model`` must be an
+    ``innerlab.protocols.TrainableEnsemble`` with floating-point JAX arrays to train.
     """
+    check_trainable(model, "adversary.train_ensemble")
     return _train_ensemble(model, buf, key, config)
+
+
+def check_trainable(model: Any, consumer: str) -> None:
+    """A TypeError naming ``consumer`` unless ``model`` is a ``TrainableEnsemble`` whose
+    pytree holds floating-point arrays (else training would silently change nothing)."""
+    require(model, TrainableEnsemble, consumer=consumer, argument="model")
+    if not jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)):
+        raise TypeError(
+            f"{consumer}: argument 'model' ({type(model).__name__}) has no floating-point JAX "
+            "arrays among its pytree leaves, so there is nothing for the optimiser to train"
+        )
 
 
 @eqx.filter_jit
@@ -264,6 +279,7 @@ def propose(
     ``real_obs`` ``[N, H, W, C]`` are the observations whose latents anchor the
     latent search. ``info`` reports the mean disagreement of what was found.
     """
+    require(env, GroundTruthEnv, consumer="adversary.propose", argument="env")
     L = config.label_budget
     k_search, k_pick = jax.random.split(key)
     if config.method == "random":
@@ -331,10 +347,13 @@ def adversarial_retraining(
         ``(model, history)``: the final ensemble and one dict per round
         (``round``, ``labels`` used so far, search info, ``train_loss``, metrics).
     """
-    obs_shape = tuple(model.obs_shape)
-    act_shape = eqx.filter_eval_shape(
-        lambda m, o: _layer_shape(m, o, config.layer), model, jnp.zeros(obs_shape)
-    ).shape
+    consumer = "adversary.adversarial_retraining"
+    check_trainable(model, consumer)
+    require(env, GroundTruthEnv, consumer=consumer, argument="env")
+    if config.method.startswith("latent"):
+        require(model, LatentEnsemble, consumer=f"{consumer} (method={config.method!r})",
+                argument="model")
+    act_shape = _pseudo_shape(model, config.layer)
     capacity = len(data) + config.rounds * config.label_budget
     buf = labelled_data(data, capacity, act_shape, config.rounds * config.label_budget)
     real_obs = data.obs
@@ -386,6 +405,16 @@ def _layer_shape(model, obs, layer):
     from innerlab.adversary.latent import activation
 
     return activation(model, obs, layer)
+
+
+def _pseudo_shape(model: Any, layer: str) -> tuple[int, ...]:
+    """Shape of one pseudo-input: the activation at ``layer`` for a ``LatentEnsemble``, else
+    ``(1,)`` (a model without latents has no pseudo-inputs; the buffer keeps a placeholder)."""
+    if not satisfies(model, LatentEnsemble):
+        return (1,)
+    return eqx.filter_eval_shape(
+        lambda m, o: _layer_shape(m, o, layer), model, jnp.zeros(tuple(model.obs_shape))
+    ).shape
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -39,6 +39,7 @@ from jaxtyping import Array, Float, Int
 
 from innerlab.adversary.objectives import action_disagreement, measure_fn
 from innerlab.envs import grid
+from innerlab.protocols import GridEnv, GroundTruthEnv, RewardEnsemble, require
 
 METHODS = ("random", "evolution", "gradient")
 
@@ -75,12 +76,10 @@ def check_positive(name: str, value: Any) -> int:
     return int(value)
 
 
-def _check_grid_env(env: Any) -> None:
-    if not isinstance(env, grid.GridEnvironment):
-        raise TypeError(
-            f"argument 'env' must be a grid environment (innerlab.envs.GridEnvironment) for "
-            f"state mutations and the observation relaxation, got {type(env).__name__}"
-        )
+def _require(consumer: str, model: Any, env: Any, env_protocol: type) -> None:
+    """The contracts of a search: an ensemble to score, an env with ground truth (or a grid)."""
+    require(model, RewardEnsemble, consumer=consumer, argument="model")
+    require(env, env_protocol, consumer=consumer, argument="env")
 
 
 def score_obs(model: Callable, obs: Array, num_actions: int, measure: str) -> tuple[Array, Array]:
@@ -181,6 +180,7 @@ def random_search(
     The baseline. Batches have ``min(batch_size, budget)`` states and the
     budget is rounded down to a whole number of batches (at least one).
     """
+    _require("adversary.random_search", model, env, GroundTruthEnv)
     budget, top_n = _check_common(budget, top_n, measure, batch_size=batch_size)
     batch = min(batch_size, budget)
     num_batches = budget // batch
@@ -273,8 +273,8 @@ def mutate_state(env: Any, params: Any, key: Array, state: Any, num_edits: int =
 
     Works for any ``GridEnvironment`` whose state is, or holds as ``.grid``, a ``GridState``.
     """
-    _check_grid_env(env)
-    counts = env._feature_counts(params)
+    require(env, GridEnv, consumer="adversary.mutate_state", argument="env")
+    counts = env.feature_counts(params)
     g0 = env.grid_of(state)
 
     def one(g, k):
@@ -308,9 +308,9 @@ def evolutionary_search(
     scores the children and keeps the best ``population`` distinct states of
     parents and children. Spends ``population`` evaluations per generation.
     """
+    _require("adversary.evolutionary_search", model, env, GridEnv)
     budget, top_n = _check_common(budget, top_n, measure, population=population,
                                   num_edits=num_edits)
-    _check_grid_env(env)
     pop = min(population, budget)
     generations = budget // pop - 1
     top, best = _evolutionary_search(model, env, params, key, generations, pop, top_n,
@@ -435,6 +435,21 @@ def project(r: Relaxation, g: grid.GridState) -> grid.GridState:
     )
 
 
+def _check_relaxable(env: Any, params: Any) -> None:
+    """A ValueError unless ``env.observe`` is the plain grid observation that
+    ``soft_observation`` relaxes (same shape): not, e.g., an egocentric view or extra planes."""
+    state = jax.eval_shape(lambda k: env.sample_state(k, params), jax.random.key(0))
+    obs = jax.eval_shape(lambda s: env.observe(s, params), state)
+    walls = jax.eval_shape(env.grid_of, state).walls
+    want = (*walls.shape, 2 + sum(env.feature_counts(params)))
+    if tuple(obs.shape) != want:
+        raise ValueError(
+            f"adversary.gradient_search relaxes the plain grid observation (walls, agent and "
+            f"feature channels, shape {want}); argument 'env' ({type(env).__name__}) observes "
+            f"shape {tuple(obs.shape)}, so use evolutionary_search or random_search on it"
+        )
+
+
 def gradient_search(
     model: Callable,
     env: Any,
@@ -455,8 +470,9 @@ def gradient_search(
     and scores the projected state (1 evaluation each), so a step costs
     ``3 * population`` evaluations. Only projected (valid) states are returned.
     """
+    _require("adversary.gradient_search", model, env, GridEnv)
+    _check_relaxable(env, params)
     budget, top_n = _check_common(budget, top_n, measure, population=population)
-    _check_grid_env(env)
     if not learning_rate > 0:
         raise ValueError(f"argument 'learning_rate' must be > 0, got {learning_rate!r}")
     pop = min(population, budget)
@@ -469,7 +485,7 @@ def gradient_search(
 @eqx.filter_jit
 def _gradient_search(model, env, params, key, steps, pop, top_n, lr, init_scale, measure):
     num_actions = env.num_actions(params)
-    counts = env._feature_counts(params)
+    counts = env.feature_counts(params)
     differentiable = smooth_measure(measure)
     k_init, k_pop = jax.random.split(key)
     states, obs = _sample(env, params, k_pop, pop)

@@ -48,8 +48,9 @@ from innerlab.adversary.retrain import (
     train_ensemble,
 )
 from innerlab.planners.mcts import MCTSLayer
+from innerlab.protocols import GridEnv, require
 from innerlab.recipes import RecipeConfig, register_recipe
-from innerlab.recipes.rundir import RunDir
+from innerlab.rundir import RunDir
 from innerlab.reward_models import RewardModel, aggregate
 from innerlab.reward_models.data import (
     Transitions,
@@ -297,6 +298,8 @@ def run(config: RobustRewardConfig) -> RunDir:
     out = RunDir(c.out, resume=c.resume)
     out.write_config(dataclasses.asdict(c) | {"recipe": "robust-reward"})
     env, train_p = envs.make(c.env)
+    require(env, GridEnv, consumer="recipe robust-reward (its searches edit grid states)",
+            argument="env")
     test_p = envs.make(c.env, split="test")[1]
     obs_shape = tuple(env.observation_space(train_p).shape)
     n_act = env.num_actions(train_p)

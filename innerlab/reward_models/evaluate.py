@@ -22,6 +22,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from innerlab.protocols import ActionTableEnsemble, RewardEnsemble, require, satisfies
 from innerlab.reward_models.aggregate import aggregate, ensemble_std, max_pairwise_gap
 from innerlab.reward_models.data import random_policy, rollout, sample_state_batch
 from innerlab.reward_models.epic import epic_distance_state_action, mae, pearson
@@ -31,7 +32,7 @@ SPLITS = ("train", "test", "offdist")
 
 def all_actions(model, obs: jax.Array, num_actions: int) -> jax.Array:
     """``[A, K]`` predictions for every action (one encoding when the model offers it)."""
-    if hasattr(model, "all_actions"):
+    if satisfies(model, ActionTableEnsemble):
         return model.all_actions(obs)
     return jax.vmap(lambda a: model(obs, a))(jnp.arange(num_actions, dtype=jnp.int32))
 
@@ -114,10 +115,11 @@ def evaluate_objective(
         ``train``, ``test``, ``offdist`` and metrics ``mae``, ``pearson``, ``epic``,
         ``true_reward_mean``, ``n`` and the disagreement measures.
     """
-    if disagreement and getattr(model, "num_members", 0) < 2:
+    require(model, RewardEnsemble, consumer="reward_models.evaluate_objective", argument="model")
+    if disagreement and model.num_members < 2:
         raise ValueError(
             "argument 'model': disagreement needs an ensemble of at least 2 members, got "
-            f"num_members={getattr(model, 'num_members', None)}; pass disagreement=False"
+            f"num_members={model.num_members}; pass disagreement=False"
         )
     if n < 2 * num_envs:
         raise ValueError(f"argument 'n' must be >= 2 * num_envs = {2 * num_envs}, got {n}")

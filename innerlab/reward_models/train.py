@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from innerlab.protocols import TrainableEnsemble, require
 from innerlab.reward_models.data import Preferences, Transitions, check_transitions
 from innerlab.reward_models.model import RewardModel
 
@@ -261,11 +262,9 @@ def _progress(enabled: bool, total: int, what: str) -> _Bar | None:
 # --------------------------------------------------------------------------- public API
 
 
-def _check_model(model) -> None:
-    if not isinstance(model, RewardModel):
-        raise TypeError(
-            f"argument 'model' must be an innerlab RewardModel, got {type(model).__name__}"
-        )
+def _check_model(model, consumer: str) -> None:
+    """A TypeError naming ``consumer`` unless ``model`` is a ``TrainableEnsemble``."""
+    require(model, TrainableEnsemble, consumer=consumer, argument="model")
 
 
 def _check_actions(action, num_actions: int, what: str) -> None:
@@ -283,7 +282,8 @@ def fit_rewards(
     """Regress every member on ``(obs, action) -> reward`` with bootstrap and early stopping.
 
     Args:
-        model: the ensemble to train (its K members are trained jointly).
+        model: the ensemble to train (its K members are trained jointly): a
+            ``RewardModel`` or any ``innerlab.protocols.TrainableEnsemble``.
         data: a flat ``Transitions`` batch ``[N]``; rewards must be finite.
         key: PRNG key (split, bootstrap and batches).
         config: ``RegressionConfig`` (defaults if None).
@@ -293,7 +293,7 @@ def fit_rewards(
         JSON-ready dict (``step``, ``train_loss``, ``holdout_loss``, ``best_step``, ...).
     """
     config = RegressionConfig() if config is None else config
-    _check_model(model)
+    _check_model(model, "reward_models.fit_rewards")
     check_transitions(data, model.obs_shape, "data")
     _check_actions(data.action, model.num_actions, "data")
     data = Transitions(
@@ -353,6 +353,6 @@ def fit_preferences(
         ``(model, history)`` as for ``fit_rewards``.
     """
     config = PreferenceConfig() if config is None else config
-    _check_model(model)
+    _check_model(model, "reward_models.fit_preferences")
     _check_preferences(prefs, model)
     return _fit(model, prefs, len(prefs), key, config, preference_loss, "prefs")

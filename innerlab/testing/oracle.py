@@ -28,6 +28,7 @@ from jaxtyping import Array, Float, Int
 
 from innerlab.envs.core import Environment, EnvParams
 from innerlab.envs.grid import GridEnvironment, GridState
+from innerlab.protocols import GroundTruthEnv, require
 
 
 def decode_grid_observation(
@@ -80,7 +81,7 @@ def grid_decoder(env: Environment, params: EnvParams) -> Callable[[Array], GridS
             f"{type(template).__name__}, not a GridState); pass decode=... to OracleRewardModel"
         )
     n_objects = template.obj_pos.shape[0]
-    counts = env._feature_counts(params)
+    counts = env.feature_counts(params)
     return lambda obs: decode_grid_observation(obs, n_objects, *counts)
 
 
@@ -109,6 +110,7 @@ class OracleRewardModel(eqx.Module):
         num_members: int = 2,
         decode: Callable[[Array], Any] | None = None,
     ):
+        require(env, GroundTruthEnv, consumer="testing.OracleRewardModel", argument="env")
         if num_members < 1:
             raise ValueError(f"argument 'num_members' must be >= 1, got {num_members}")
         params = env.default_params if params is None else params

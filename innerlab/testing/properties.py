@@ -44,6 +44,7 @@ from hypothesis import strategies as st
 
 from innerlab.adversary.objectives import MEASURES, measure_fn
 from innerlab.envs.core import Environment, EnvParams
+from innerlab.protocols import RewardFunction, require
 from innerlab.reward_models.aggregate import AGGREGATIONS, aggregate
 from innerlab.reward_models.epic import epic_distance_state_action
 from innerlab.testing import strategies as S
@@ -361,11 +362,6 @@ def _check_common(model, how, measure, tgt):
     if measure not in MEASURES:
         raise ValueError(f"argument 'measure' must be one of {MEASURES}, got {measure!r}")
     _check_target(tgt)
-    if not callable(model):
-        raise TypeError(
-            f"argument 'model' must be callable as model(obs, action) -> [K], got "
-            f"{type(model).__name__}"
-        )
 
 
 # --------------------------------------------------------------------------- the property type
@@ -379,6 +375,8 @@ class RewardProperty:
         functools.update_wrapper(self, fn)
 
     def __call__(self, model, env, params=None, **options) -> PropertyResult:
+        """Check ``model`` (an ``innerlab.protocols.RewardFunction``) on ``env``'s states."""
+        require(model, RewardFunction, consumer=f"testing.{self.fn.__name__}", argument="model")
         return self.fn(model, env, params, **options)
 
     def test(self, env: str | Environment, params: EnvParams | None = None, **options):
@@ -393,7 +391,7 @@ class RewardProperty:
             @functools.wraps(fn)
             def test_fn(*args, **kwargs):
                 model = fn(*args, **kwargs)
-                self.fn(model, env, params, **options)
+                self(model, env, params, **options)
 
             return test_fn
 
@@ -836,6 +834,9 @@ def epic_equivalent(
     steers towards large distances.
     """
     _check_common(model, how, "gap", target)
+    if reference is not None:
+        require(reference, RewardFunction, consumer="testing.epic_equivalent",
+                argument="reference")
     if target in ("disagreement", "error"):
         raise ValueError(
             f"argument 'target' of epic_equivalent must be 'auto' or None, got {target!r}"

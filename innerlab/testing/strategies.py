@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 import innerlab.envs as envs
 from innerlab.envs.core import Box, Discrete, Environment, EnvParams
 from innerlab.envs.grid import MOVE_NAMES, MOVES, GridEnvironment, GridState
+from innerlab.protocols import GridEnv, require
 
 DISTRIBUTIONS = ("train", "test", "any")
 
@@ -96,7 +97,8 @@ def _with_grid(state: Any, grid: GridState) -> Any:
 
 def feature_counts(env: Environment, params: EnvParams) -> dict[str, int]:
     """How many values each object feature (``"colour"``, ``"shape"``, ``"size"``) takes."""
-    n_colours, n_shapes, n_sizes = env._feature_counts(params)
+    require(env, GridEnv, consumer="testing.strategies (object features)", argument="env")
+    n_colours, n_shapes, n_sizes = env.feature_counts(params)
     return {"colour": n_colours, "shape": n_shapes, "size": n_sizes}
 
 

@@ -50,7 +50,6 @@ from innerlab.adversary.retrain import (
 from innerlab.planners.mcts import MCTSLayer
 from innerlab.protocols import GridEnv, require
 from innerlab.recipes import RecipeConfig, register_recipe
-from innerlab.rundir import RunDir
 from innerlab.reward_models import RewardModel, aggregate
 from innerlab.reward_models.data import (
     Transitions,
@@ -59,6 +58,7 @@ from innerlab.reward_models.data import (
     sample_state_transitions,
 )
 from innerlab.reward_models.evaluate import evaluate_objective
+from innerlab.rundir import RunDir
 
 SUPPORTED_ENVS: tuple[str, ...] = ("Orchard-v0",)
 """Envs this experiment can run on. It needs a notion of harm: a negative true reward

@@ -75,3 +75,68 @@ def test_bad_input(setup):
     wrong_k = TorchRewardModel(module, obs.shape[1:], A, K + 1)
     with pytest.raises(Exception, match="expected"):
         jax.block_until_ready(wrong_k(obs[0], 0))
+
+
+# --------------------------------------------------------------------------- the adversary's steps
+
+
+@pytest.fixture(scope="module")
+def orchard():
+    import innerlab.envs as envs
+
+    return envs.make("Orchard-v0")
+
+
+def test_supported_steps_are_protocols_it_satisfies(setup):
+    from innerlab.protocols import ActionTableEnsemble, RewardEnsemble, satisfies
+
+    _, _, model = setup
+    assert satisfies(model, RewardEnsemble) and satisfies(model, ActionTableEnsemble)
+
+
+def test_gradient_free_search_runs_on_a_torch_model(setup, orchard):
+    from innerlab.adversary import label_states, random_search
+
+    _, _, model = setup
+    env, params = orchard
+    res = random_search(model, env, params, jax.random.key(0), budget=8, top_n=2, batch_size=4)
+    assert res.scores.shape == (2,) and bool(jnp.all(jnp.isfinite(res.scores)))
+    labels = label_states(env, params, res.states, res.actions)
+    assert labels.reward.shape == (2,)
+
+
+def test_differentiating_it_names_the_steps_that_need_gradients(setup, orchard):
+    from innerlab.adversary import gradient_search
+
+    obs, _, model = setup
+    with pytest.raises(TypeError, match="cannot be differentiated by JAX.*gradient_search"):
+        jax.grad(lambda o: model(o, 0).sum())(obs[0])
+    env, params = orchard
+    with pytest.raises(TypeError, match="cannot be differentiated.*use evolutionary_search"):
+        gradient_search(model, env, params, jax.random.key(0), budget=8, population=2)
+
+
+def test_latent_search_and_training_say_why_not(setup, orchard):
+    from innerlab.adversary import (
+        RetrainConfig,
+        TrainConfig,
+        adversarial_retraining,
+        latent_search,
+        train_ensemble,
+    )
+    from innerlab.reward_models import fit_rewards
+
+    obs, _, model = setup
+    env, params = orchard
+    with pytest.raises(TypeError, match="adversary.latent_search needs argument 'model' to be a "
+                                        "LatentEnsemble.*TorchRewardModel cannot provide "
+                                        "'encode': a wrapped torch module is one forward pass"):
+        latent_search(model, obs, jax.random.key(0), epsilon=1.0)
+    why = "TorchRewardModel cannot provide 'per_member': its parameters live in torch"
+    with pytest.raises(TypeError, match=f"adversary.train_ensemble needs .*{why}.*label_states"):
+        train_ensemble(model, None, jax.random.key(0), TrainConfig(steps=1))
+    with pytest.raises(TypeError, match=f"adversary.adversarial_retraining needs .*{why}"):
+        adversarial_retraining(model, None, env, params, jax.random.key(0),
+                               RetrainConfig(method="evolution"))
+    with pytest.raises(TypeError, match=f"reward_models.fit_rewards needs .*{why}"):
+        fit_rewards(model, None, jax.random.key(0))

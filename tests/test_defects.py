@@ -180,3 +180,131 @@ def test_epic_keeps_float64_precision():
         assert pearson(x, 2 * x + 1).dtype == jnp.float64
         assert mae(x, x + 1e-12).dtype == jnp.float64
         assert float(mae(x, x + 1e-12)) < 1e-11
+
+
+# --------------------------------------------------------------------------- bad env params
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "error", "named"),
+    [
+        ("Orchard-v0", {"height": "7"}, TypeError, "param 'height' must be an int"),
+        ("Orchard-v0", {"n_objects": 2.5}, TypeError, "param 'n_objects' must be an int"),
+        ("Orchard-v0", {"reward_large": NAN}, ValueError, "param 'reward_large' must be finite"),
+        ("Orchard-v0", {"harmful_reward": INF}, ValueError,
+         "param 'harmful_reward' must be finite"),
+        ("Orchard-v0", {"max_steps": True}, TypeError, "param 'max_steps' must be an int, not a"),
+        ("Orchard-v0", {"reward_small": True}, TypeError, "param 'reward_small'.*not a bool"),
+        ("Orchard-v0", {"test_harmful_prob": NAN}, ValueError, "param 'test_harmful_prob'"),
+        ("Orchard-v0", {"split": 1}, TypeError, "param 'split' must be a str"),
+        ("ProxyMaze-v0", {"width": 7.0}, TypeError, "param 'width' must be an int"),
+        ("ProxyMaze-v0", {"goal_reward": INF}, ValueError, "param 'goal_reward' must be finite"),
+        ("ProxyMaze-v0", {"end_on_any": 1}, TypeError, "param 'end_on_any' must be a bool"),
+        ("ProxyMaze-v0", {"n_distractors": False}, TypeError, "param 'n_distractors'"),
+        ("BoostChain-v0", {"chain_length": 2.0}, TypeError, "param 'chain_length' must be an int"),
+        ("BoostChain-v0", {"step_cost": -INF}, ValueError, "param 'step_cost' must be finite"),
+        ("BoostChain-v0", {"boost_visible": "yes"}, TypeError, "param 'boost_visible'"),
+        ("Spaceship-v0", {"n_planets": True}, TypeError, "param 'n_planets' must be an int"),
+        ("Spaceship-v0", {"gravity": NAN}, ValueError, "param 'gravity' must be finite"),
+        ("Spaceship-v0", {"mass_range": (0.5, INF)}, ValueError, "param 'mass_range'"),
+        ("Spaceship-v0", {"mass_range": [0.5, 1.0]}, TypeError, "param 'mass_range'"),
+        ("Spaceship-v0", {"flight_steps": 8.0}, TypeError, "param 'flight_steps'"),
+        ("OrchardSideChannel-v0", {"noise_std": NAN}, ValueError, "param 'noise_std'"),
+        ("OrchardSideChannel-v0", {"net_width": True}, TypeError, "param 'net_width'"),
+        ("OrchardSideChannel-v0", {"seed": 1.5}, TypeError, "param 'seed' must be an int"),
+        ("OrchardSideChannel-v0", {"constant": INF}, ValueError, "param 'constant'"),
+        ("OrchardSideChannel-v0", {"height": "7"}, TypeError, "param 'height' must be an int"),
+    ],
+)
+def test_bad_param_types_and_values_are_named_at_construction(name, overrides, error, named):
+    with pytest.raises(error, match=named):
+        envs.make(name, **overrides)
+
+
+@pytest.mark.parametrize("name", envs.list_envs())
+def test_max_steps_true_is_rejected_for_every_env(name):
+    with pytest.raises(TypeError, match="param 'max_steps'"):
+        envs.make(name, max_steps=True)
+
+
+def test_egocentric_shares_the_inner_params_checks():
+    with pytest.raises(TypeError, match="param 'height'"):
+        envs.make("Orchard-v0", egocentric=True, height="7")
+
+
+def test_good_params_of_other_numeric_types_are_accepted():
+    assert envs.make("Orchard-v0", reward_large=3)[1].reward_large == 3  # an int for a float
+
+
+# --------------------------------------------------------------------------- states of other envs
+
+
+def _state(name, key=0, **overrides):
+    env, params = envs.make(name, **overrides)
+    return env.sample_state(jax.random.key(key), params)
+
+
+@pytest.mark.parametrize(
+    ("name", "other", "error", "named"),
+    [
+        ("Orchard-v0", ("ProxyMaze-v0", {}), TypeError, "must be a GridState.*ProxyMazeState"),
+        ("ProxyMaze-v0", ("Orchard-v0", {}), TypeError, "must be a ProxyMazeState.*GridState"),
+        ("BoostChain-v0", ("ProxyMaze-v0", {}), TypeError, "must be a BoostChainState"),
+        ("Spaceship-v0", ("Orchard-v0", {}), TypeError, "must be a SpaceshipState"),
+        ("OrchardSideChannel-v0", ("Orchard-v0", {}), TypeError, "must be a SideChannelState"),
+    ],
+)
+def test_observe_rejects_a_state_of_another_env(name, other, error, named):
+    env, params = envs.make(name)
+    state = _state(other[0], **other[1])
+    with pytest.raises(error, match=named):
+        env.observe(state, params)
+    with pytest.raises(error, match=named):
+        jax.jit(lambda s: env.observe(s, params))(state)
+
+
+def test_observe_rejects_a_batch_of_states_and_true_reward_checks_too():
+    env, params = envs.make("Orchard-v0")
+    batch = jax.vmap(lambda k: env.sample_state(k, params))(jax.random.split(jax.random.key(0), 3))
+    with pytest.raises(ValueError, match="use jax.vmap"):
+        env.observe(batch, params)
+    with pytest.raises(TypeError, match="must be a GridState"):
+        env.true_reward(_state("ProxyMaze-v0"), jnp.int32(0), params)
+    with pytest.raises(TypeError, match="must be a GridState"):
+        env.step(jax.random.key(0), _state("ProxyMaze-v0"), jnp.int32(0), params)
+    ego = envs.Egocentric(env)
+    with pytest.raises(TypeError, match="must be a GridState"):
+        ego.observe(_state("ProxyMaze-v0"), params)
+    ship, ship_params = envs.make("Spaceship-v0")
+    with pytest.raises(TypeError, match="must be a SpaceshipState"):
+        ship.true_reward(_state("Orchard-v0"), jnp.zeros(2), ship_params)
+    ships = jax.vmap(lambda k: ship.sample_state(k, ship_params))(jax.random.split(
+        jax.random.key(0), 2))
+    with pytest.raises(ValueError, match=r"leaf \.pos of shape \(2, 2\).*use jax.vmap"):
+        ship.observe(ships, ship_params)
+    # a state with other sizes is still this env's (e.g. scored under replacement params)
+    assert env.observe(_state("Orchard-v0", n_objects=3), params).shape == (7, 7, 9)
+
+
+# --------------------------------------------------------------------------- public env helpers
+
+
+@pytest.mark.parametrize(
+    ("name", "counts"),
+    [("Orchard-v0", (3, 2, 2)), ("ProxyMaze-v0", (4, 3, 1)), ("BoostChain-v0", (4, 3, 1))],
+)
+def test_grid_envs_expose_feature_counts(name, counts):
+    env, params = envs.make(name)
+    assert env.feature_counts(params) == counts
+    assert env.feature_counts() == counts  # default params
+    assert envs.Egocentric(env).feature_counts(params) == counts
+    n_channels = env.observe(env.sample_state(jax.random.key(0), params), params).shape[-1]
+    assert n_channels >= 2 + sum(counts)
+
+
+def test_resolve_params_is_public():
+    env, params = envs.make("Orchard-v0", height=5)
+    assert env.resolve_params(None) == env.default_params
+    assert env.resolve_params(params) is params

@@ -50,7 +50,7 @@ def batched_step(
     Returns:
         ``obs, states, reward, terminated, truncated, info``, each with leading axis ``B``.
     """
-    params = env._params(params)
+    params = env.resolve_params(params)
     actions = jnp.asarray(actions)
     action_shape = tuple(env.action_space(params).shape)
     batch = actions.shape[0] if actions.ndim else 0

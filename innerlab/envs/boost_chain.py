@@ -49,7 +49,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from innerlab.envs import grid
-from innerlab.envs.core import EnvParams
+from innerlab.envs.core import EnvParams, check_range
 
 BOOST = 4
 ACTION_NAMES = (*grid.MOVE_NAMES, "boost")
@@ -76,19 +76,17 @@ class BoostChainParams(EnvParams):
     n_shapes = len(grid.SHAPE_NAMES)
     n_sizes = 1
 
-    def __check_init__(self):
-        if self.height < 3 or self.width < 3 or (self.height - 2) * (self.width - 2) < 2:
+    def check_values(self) -> None:
+        super().check_values()
+        check_range(self, "height", 3)
+        check_range(self, "width", 3)
+        if (self.height - 2) * (self.width - 2) < 2:
             raise ValueError(
                 "params 'height'/'width' must leave >= 2 floor cells, "
                 f"got {self.height}x{self.width}"
             )
-        if not (isinstance(self.chain_length, int) and self.chain_length >= 1):
-            raise ValueError(f"param 'chain_length' must be an int >= 1, got {self.chain_length!r}")
-        if self.boost_cost < 0:
-            raise ValueError(f"param 'boost_cost' must be >= 0, got {self.boost_cost}")
-        for name in ("goal_reward", "boost_bonus", "boost_cost", "step_cost"):
-            if not np.isfinite(getattr(self, name)):
-                raise ValueError(f"param {name!r} must be finite, got {getattr(self, name)}")
+        check_range(self, "chain_length", 1)
+        check_range(self, "boost_cost", 0.0)
 
 
 class ChainInfo(eqx.Module):
@@ -223,7 +221,7 @@ class BoostChain(grid.GridEnvironment):
     def sample_state(self, key, params: BoostChainParams | None = None) -> BoostChainState:
         """Any room, chain position and boost flags (e.g. a boosted first episode, which
         training never produces) and any per-episode returns up to the current episode."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         k_room, k_ep, k_b, k_n, k_time, k_ret = jax.random.split(key, 6)
         g = self._room(k_room, params)
         g = eqx.tree_at(lambda s: s.time, g, jax.random.randint(k_time, (), 0, params.max_steps))
@@ -241,7 +239,7 @@ class BoostChain(grid.GridEnvironment):
         return BoostChainState(grid=g, chain=chain)
 
     def observe(self, state: BoostChainState, params=None) -> Float[Array, "H W C"]:
-        params = self._params(params)
+        params = self.resolve_params(params)
         obs = super().observe(state, params)
         height, width = obs.shape[:2]
         extra = []
@@ -255,7 +253,7 @@ class BoostChain(grid.GridEnvironment):
         return jnp.concatenate([obs, planes], axis=-1)
 
     def channel_names(self, params=None) -> list[str]:
-        params = self._params(params)
+        params = self.resolve_params(params)
         names = super().channel_names(params)
         if params.boost_visible:
             names += ["boosted", "boost_next"]
@@ -266,7 +264,7 @@ class BoostChain(grid.GridEnvironment):
     def is_valid(self, state: BoostChainState, params=None) -> Bool[Array, ""]:
         """Engine invariants; one goal object; chain position in range; the running
         return is the current episode's entry and later entries are zero."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         c = state.chain
         later = jnp.arange(params.chain_length) > c.episode
         return (
@@ -282,7 +280,7 @@ class BoostChain(grid.GridEnvironment):
     def render_rgb(self, state: BoostChainState, params=None, cell: int = 12):
         """The room, and below it one square per episode of the chain: the current one
         white, past ones grey, boosted ones (or the next, if bought) with an orange core."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         img = super().render_rgb(state, params, cell)
         c = state.chain
         slots = jnp.arange(params.width)
@@ -307,7 +305,7 @@ class BoostChain(grid.GridEnvironment):
         return jnp.concatenate([img, strip], axis=0)
 
     def render_text(self, state: BoostChainState, params=None, legend: bool = True) -> str:
-        params = self._params(params)
+        params = self.resolve_params(params)
         text = super().render_text(state, params, legend)
         c = state.chain
         line = (

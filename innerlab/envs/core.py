@@ -22,6 +22,10 @@ passed straight into jitted functions.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import numbers
+import threading
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -74,12 +78,121 @@ class Box:
 # --------------------------------------------------------------------------- params
 
 
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, but not a bool (``True`` is an ``int`` in Python, never a valid count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (ints included), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _wrong_type(name: str, value: Any, want: str) -> TypeError:
+    """The error for a param of the wrong type; bools are called out (``True`` passes for
+    ``1`` in Python, so ``max_steps=True`` would otherwise look like a valid count)."""
+    if isinstance(value, (bool, np.bool_)):
+        return TypeError(f"param {name!r} must be {want}, not a bool, got {value!r}")
+    return TypeError(f"param {name!r} must be {want}, got {value!r} ({_type_name(value)})")
+
+
+def _check_float(name: str, value: Any, want: str = "a number") -> None:
+    if not _is_real(value):
+        raise _wrong_type(name, value, want)
+    if not math.isfinite(float(value)):
+        raise ValueError(f"param {name!r} must be finite, got {value!r}")
+
+
+_SIMPLE_TYPES = {
+    "int": (_is_int, "an int"),
+    "bool": (lambda v: isinstance(v, (bool, np.bool_)), "a bool"),
+    "str": (lambda v: isinstance(v, str), "a str"),
+}
+
+
+def check_type(name: str, value: Any, kind: str) -> None:
+    """Raise naming param ``name`` unless ``value`` is of the declared ``kind``.
+
+    ``kind`` is a field's annotation as text: ``int`` (an integer, not a bool),
+    ``float`` (a real number, not a bool, and finite), ``bool``, ``str`` or
+    ``tuple[float, float]``; other annotations are left to the params class.
+    A value of the wrong type raises TypeError; NaN or inf raises ValueError.
+    """
+    if kind in _SIMPLE_TYPES:
+        is_ok, want = _SIMPLE_TYPES[kind]
+        if not is_ok(value):
+            raise _wrong_type(name, value, want)
+    elif kind == "float":
+        _check_float(name, value)
+    elif kind == "tuple[float, float]":
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise _wrong_type(name, value, "a tuple of two numbers")
+        for v in value:
+            _check_float(name, v, "a tuple of two numbers")
+
+
+def _annotation(field: dataclasses.Field) -> str:
+    """A field's annotation as text (annotations are strings under postponed evaluation)."""
+    kind = field.type
+    if isinstance(kind, str):
+        return kind.replace(" ", "").replace(",", ", ")
+    return getattr(kind, "__name__", None) if isinstance(kind, type) else str(kind)
+
+
+def check_field_types(params: Any) -> None:
+    """Check every field of ``params`` against its declared type with :func:`check_type`."""
+    for field in dataclasses.fields(params):
+        check_type(field.name, getattr(params, field.name), _annotation(field))
+
+
+def _describe_range(low: Any, high: Any, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}"
+
+
+def check_range(
+    params: Any,
+    name: str,
+    low: Any = None,
+    high: Any = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    context: str = "",
+) -> None:
+    """Raise a ValueError naming param ``name`` unless ``low <= params.name <= high``.
+
+    ``None`` leaves a side unbounded; ``low_open``/``high_open`` make a bound strict.
+    ``context`` is appended to the expectation (e.g. ``" for a 7x7 room"``). Types are
+    checked before, by :func:`check_field_types`, so the comparison is safe here.
+    """
+    value = getattr(params, name)
+    ok = low is None or (value > low if low_open else value >= low)
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        bounds = _describe_range(low, high, low_open, high_open)
+        raise ValueError(f"param {name!r} must be {bounds}{context}, got {value!r}")
+
+
 class EnvParams(eqx.Module):
     """Base class of every env's params; subclasses declare static fields.
 
     ``split`` names the distribution (``"train"`` or ``"test"``); subclasses
     list which other fields the split changes in ``SPLIT_FIELDS`` so tests can
     check that train and test differ only where declared.
+
+    Validation runs at construction in two steps: every field is checked against
+    its annotation (``int`` fields take ints but not bools, ``float`` fields finite
+    numbers, see :func:`check_type`), then ``check_values`` checks ranges and
+    consistency. Subclasses extend ``check_values`` (calling ``super()``) rather
+    than defining ``__check_init__``, which Equinox would run before the type checks.
     """
 
     split: str = eqx.field(static=True, default="train")
@@ -89,12 +202,16 @@ class EnvParams(eqx.Module):
     SPLIT_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def __check_init__(self):
+        check_field_types(self)
+        self.check_values()
+
+    def check_values(self) -> None:
+        """Range and consistency checks (types are already checked)."""
         if self.split not in self.SPLITS:
             raise ValueError(
                 f"param 'split' must be one of {self.SPLITS}, got {self.split!r}"
             )
-        if not isinstance(self.max_steps, int) or self.max_steps < 1:
-            raise ValueError(f"param 'max_steps' must be an int >= 1, got {self.max_steps!r}")
+        check_range(self, "max_steps", 1)
 
     def replace(self, **overrides: Any) -> EnvParams:
         """These params with ``overrides`` applied; wrappers override this to forward
@@ -178,12 +295,18 @@ class Environment:
         raise NotImplementedError
 
     # -- provided ------------------------------------------------------------------------
-    def _params(self, params: EnvParams | None) -> EnvParams:
+    def resolve_params(self, params: EnvParams | None) -> EnvParams:
+        """``params``, or this env's ``default_params`` when ``params`` is None (every method
+        that takes optional params resolves them through here)."""
         return self.default_params if params is None else params
+
+    def _params(self, params: EnvParams | None) -> EnvParams:
+        """Old private name of :meth:`resolve_params`, kept for envs written against it."""
+        return self.resolve_params(params)
 
     def reset(self, key: Array, params: EnvParams | None = None) -> tuple[Array, Any]:
         """Start an episode: ``obs, state``."""
-        return self.reset_env(key, self._params(params))
+        return self.reset_env(key, self.resolve_params(params))
 
     def step(self, key: Array, state: Any, action: Array, params: EnvParams | None = None):
         """Step, auto-resetting finished episodes (gymnax semantics).
@@ -191,7 +314,8 @@ class Environment:
         Returns ``obs, state, reward, terminated, truncated, info``; ``info``
         carries ``discount`` (0 on termination) as gymnax does.
         """
-        params = self._params(params)
+        params = self.resolve_params(params)
+        state = self.check_state(state, params)
         action = self.check_action(action, params)
         key_step, key_reset = jax.random.split(key)
         obs_st, state_st, reward, terminated, truncated, info = self.step_env(
@@ -215,9 +339,46 @@ class Environment:
 
     def true_reward(self, state: Any, action: Array, params: EnvParams | None = None) -> Array:
         """The exact reward for taking ``action`` in ``state`` (ground truth for labelling)."""
-        params = self._params(params)
+        params = self.resolve_params(params)
+        state = self.check_state(state, params)
         action = self.check_action(action, params)
         return self.step_env(jax.random.key(0), state, action, params)[2]
+
+    def check_state(self, state: Any, params: EnvParams | None = None) -> Any:
+        """Reject (at trace time) a state that is not one of this env's.
+
+        The reference is ``sample_state``'s output under ``params``: the state must have
+        its type, tree structure and the rank of every leaf. So ``Orchard().observe`` of
+        a ``ProxyMazeState``, or of a batch of states (use ``jax.vmap``), raises a clear
+        error instead of returning a wrong observation. Sizes may differ (a state with
+        another object count, scored under replacement params with another reward
+        table, is still a state of this env). Envs that cannot draw states skip the
+        check. Returns ``state`` unchanged.
+        """
+        like = _state_template(self, self.resolve_params(params))
+        if like is None:
+            return state
+        if type(state) is not type(like):
+            raise TypeError(
+                f"{self.name}: argument 'state' must be a {type(like).__name__} (a state of "
+                f"{self.name}), got {type(state).__name__}"
+            )
+        want, got = jax.tree.structure(like), jax.tree.structure(state)
+        if want != got:
+            raise TypeError(
+                f"{self.name}: argument 'state' must have the structure of {self.name}'s "
+                f"states, {want}, got {got}"
+            )
+        leaves = jax.tree_util.tree_leaves_with_path(state)
+        for (path, leaf), ref in zip(leaves, jax.tree.leaves(like), strict=True):
+            shape = tuple(jnp.shape(leaf))
+            if len(shape) != len(ref.shape):
+                raise ValueError(
+                    f"{self.name}: argument 'state' has leaf {jax.tree_util.keystr(path)} of "
+                    f"shape {shape}, expected {len(ref.shape)} dimension(s) like "
+                    f"{tuple(ref.shape)} (one state, not a batch: use jax.vmap)"
+                )
+        return state
 
     def check_action(self, action: Array, params: EnvParams) -> Array:
         """Reject actions of the wrong shape or dtype (at trace time) or out of range (run time)."""
@@ -244,7 +405,7 @@ class Environment:
         return Discrete(self.num_actions(params))
 
     def observation_space(self, params: EnvParams | None = None) -> Box:
-        params = self._params(params)
+        params = self.resolve_params(params)
         obs = jax.eval_shape(lambda k: self.reset_env(k, params)[0], jax.random.key(0))
         return Box(0.0, 1.0, tuple(obs.shape), jnp.float32)
 
@@ -267,6 +428,33 @@ class Environment:
         if not isinstance(other, Environment):
             return NotImplemented
         return type(self) is type(other) and self._config_key() == other._config_key()
+
+
+_TEMPLATES_IN_PROGRESS = threading.local()
+
+
+def _state_template(env: Environment, params: EnvParams) -> Any:
+    """Shapes of ``env.sample_state(key, params)`` (``jax.eval_shape``), or ``None`` when the
+    env cannot draw states or is drawing one right now (a ``sample_state`` that observes
+    its own state would otherwise recurse; the guard sits outside the cache so the
+    outer call's result is the one cached)."""
+    busy = _TEMPLATES_IN_PROGRESS.__dict__.setdefault("keys", set())
+    key = (env, params)
+    if key in busy:
+        return None
+    busy.add(key)
+    try:
+        return _cached_state_template(env, params)
+    finally:
+        busy.discard(key)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_state_template(env: Environment, params: EnvParams) -> Any:
+    try:
+        return jax.eval_shape(lambda k: env.sample_state(k, params), jax.random.key(0))
+    except NotImplementedError:
+        return None
 
 
 class _ByIdentity:

@@ -50,7 +50,7 @@ class Egocentric(Environment):
         return self.inner.default_params
 
     def observe(self, state: Any, params: EnvParams | None = None) -> Array:
-        params = self._params(params)
+        params = self.resolve_params(params)
         return egocentric_view(self.inner.observe(state, params), self.inner.grid_of(state).agent)
 
     def reset_env(self, key: Array, params: EnvParams):

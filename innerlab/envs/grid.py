@@ -227,24 +227,29 @@ class GridEnvironment(Environment):
     def grid_of(state) -> GridState:
         return state if isinstance(state, GridState) else state.grid
 
-    def _feature_counts(self, params) -> tuple[int, int, int]:
+    def feature_counts(self, params=None) -> tuple[int, int, int]:
+        """``(n_colours, n_shapes, n_sizes)`` under ``params``: how many values each object
+        feature takes, which fixes the observation's channels (adversaries and property
+        tests draw features in these ranges)."""
+        params = self.resolve_params(params)
         return params.n_colours, params.n_shapes, params.n_sizes
 
     def observe(self, state, params=None) -> Float[Array, "H W C"]:
-        params = self._params(params)
-        return grid_observation(self.grid_of(state), *self._feature_counts(params))
+        params = self.resolve_params(params)
+        self.check_state(state, params)
+        return grid_observation(self.grid_of(state), *self.feature_counts(params))
 
     def channel_names(self, params=None) -> list[str]:
-        return channel_names(*self._feature_counts(self._params(params)))
+        return channel_names(*self.feature_counts(self.resolve_params(params)))
 
     def is_valid(self, state, params=None) -> Bool[Array, ""]:
         """Whether ``state`` satisfies the engine's invariants (and ``time <= max_steps``)."""
-        params = self._params(params)
-        g = self.grid_of(state)
-        return is_valid(g, *self._feature_counts(params)) & (g.time <= params.max_steps)
+        params = self.resolve_params(params)
+        g = self.grid_of(self.check_state(state, params))
+        return is_valid(g, *self.feature_counts(params)) & (g.time <= params.max_steps)
 
     def render_rgb(self, state, params=None, cell: int = 12) -> UInt8[Array, "h w 3"]:
-        return render_grid_rgb(self.grid_of(state), cell)
+        return render_grid_rgb(self.grid_of(self.check_state(state, params)), cell)
 
     def render_text(self, state, params=None, legend: bool = True) -> str:
-        return render_grid_text(self.grid_of(state), legend)
+        return render_grid_text(self.grid_of(self.check_state(state, params)), legend)

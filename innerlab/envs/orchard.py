@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from innerlab.envs import grid
-from innerlab.envs.core import EnvParams
+from innerlab.envs.core import EnvParams, check_range
 
 
 class OrchardParams(EnvParams):
@@ -48,30 +48,18 @@ class OrchardParams(EnvParams):
     n_sizes = 2
     SPLIT_FIELDS = ("test_harmful_prob",)
 
-    def __check_init__(self):
+    def check_values(self) -> None:
+        super().check_values()
+        check_range(self, "height", 3)
+        check_range(self, "width", 3)
         interior = (self.height - 2) * (self.width - 2)
-        if self.height < 3 or self.width < 3:
-            raise ValueError(
-                f"params 'height'/'width' must be >= 3, got {self.height}x{self.width}"
-            )
-        if not 1 <= self.n_objects < interior:
-            raise ValueError(
-                f"param 'n_objects' must be in [1, {interior - 1}] for a "
-                f"{self.height}x{self.width} room, got {self.n_objects}"
-            )
-        if not 2 <= self.n_colours <= len(grid.COLOUR_NAMES):
-            raise ValueError(f"param 'n_colours' must be in [2, 4], got {self.n_colours}")
-        if not 1 <= self.n_shapes <= len(grid.SHAPE_NAMES):
-            raise ValueError(f"param 'n_shapes' must be in [1, 3], got {self.n_shapes}")
-        if not 0 <= self.harmful_colour < self.n_colours:
-            raise ValueError(
-                f"param 'harmful_colour' must be in [0, n_colours={self.n_colours}), "
-                f"got {self.harmful_colour}"
-            )
-        if not 0.0 <= self.test_harmful_prob <= 1.0:
-            raise ValueError(
-                f"param 'test_harmful_prob' must be in [0, 1], got {self.test_harmful_prob}"
-            )
+        check_range(self, "n_objects", 1, interior - 1,
+                    context=f" for a {self.height}x{self.width} room")
+        check_range(self, "n_colours", 2, len(grid.COLOUR_NAMES))
+        check_range(self, "n_shapes", 1, len(grid.SHAPE_NAMES))
+        check_range(self, "harmful_colour", 0, self.n_colours, high_open=True,
+                    context=f" (n_colours={self.n_colours})")
+        check_range(self, "test_harmful_prob", 0.0, 1.0)
 
     @property
     def harmful_prob(self) -> float:
@@ -151,7 +139,7 @@ class Orchard(grid.GridEnvironment):
         return obs, state, reward.astype(jnp.float32), terminated, truncated, info
 
     def sample_state(self, key, params: OrchardParams | None = None) -> grid.GridState:
-        params = self._params(params)
+        params = self.resolve_params(params)
         k_pos, k_feat, k_alive, k_time = jax.random.split(key, 4)
         walls = grid.border_walls(params.height, params.width)
         cells = grid.distinct_free_cells(k_pos, walls, params.n_objects + 1)
@@ -172,5 +160,5 @@ class Orchard(grid.GridEnvironment):
 
     def optimal_return_upper_bound(self, state: grid.GridState, params=None) -> jax.Array:
         """Sum of positive object values still alive: no policy can earn more."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         return jnp.sum(jnp.where(state.obj_alive, jnp.maximum(object_values(state, params), 0), 0))

@@ -54,7 +54,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Int
 
 from innerlab.envs import grid
-from innerlab.envs.core import EnvParams
+from innerlab.envs.core import EnvParams, check_range
 
 CANDIDATES: tuple[str, ...] = ("colour", "shape", "corner", "far_wall")
 COLOUR, SHAPE, CORNER, FAR_WALL = range(len(CANDIDATES))
@@ -81,26 +81,16 @@ class ProxyMazeParams(EnvParams):
     n_shapes = len(grid.SHAPE_NAMES)
     n_sizes = 1
 
-    def __check_init__(self):
-        if self.height < 4 or self.width < 4:
-            raise ValueError(
-                f"params 'height'/'width' must be >= 4, got {self.height}x{self.width}"
-            )
+    def check_values(self) -> None:
+        super().check_values()
+        check_range(self, "height", 4)
+        check_range(self, "width", 4)
         # agent, two targets and the distractors on the floor left of the far column
         room = (self.height - 2) * (self.width - 3)
-        if not 0 <= self.n_distractors <= room - 3:
-            raise ValueError(
-                f"param 'n_distractors' must be in [0, {room - 3}] for a "
-                f"{self.height}x{self.width} maze, got {self.n_distractors}"
-            )
-        if not 0 <= self.goal_colour < self.n_colours:
-            raise ValueError(
-                f"param 'goal_colour' must be in [0, {self.n_colours}), got {self.goal_colour}"
-            )
-        if not 0 <= self.goal_shape < self.n_shapes:
-            raise ValueError(
-                f"param 'goal_shape' must be in [0, {self.n_shapes}), got {self.goal_shape}"
-            )
+        check_range(self, "n_distractors", 0, room - 3,
+                    context=f" for a {self.height}x{self.width} maze")
+        check_range(self, "goal_colour", 0, self.n_colours, high_open=True)
+        check_range(self, "goal_shape", 0, self.n_shapes, high_open=True)
         if self.true_objective not in CANDIDATES:
             raise ValueError(
                 f"param 'true_objective' must be one of {CANDIDATES}, "
@@ -273,7 +263,7 @@ class ProxyMaze(grid.GridEnvironment):
     def sample_state(self, key, params: ProxyMazeParams | None = None) -> ProxyMazeState:
         """Either layout, objects of any colour and shape anywhere left of the far column,
         and the agent on a free cell there (off every candidate, so not terminal)."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         k_lay, k_pos, k_col, k_shp, k_time = jax.random.split(key, 5)
         n_obj = 2 + params.n_distractors
         train_walls = maze_walls(params, "train")
@@ -297,12 +287,12 @@ class ProxyMaze(grid.GridEnvironment):
 
     def is_valid(self, state: ProxyMazeState, params=None) -> Bool[Array, ""]:
         """Engine invariants, plus: the first-reached set was reached."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         consistent = jnp.all(~state.first_reached | state.reached_ever)
         return super().is_valid(state, params) & consistent
 
     def render_text(self, state: ProxyMazeState, params=None, legend: bool = True) -> str:
-        params = self._params(params)
+        params = self.resolve_params(params)
         text = super().render_text(state, params, legend)
         goal = (
             f"Goal features: colour {grid.COLOUR_NAMES[params.goal_colour]}, "

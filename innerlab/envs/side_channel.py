@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from innerlab.envs.core import Box, Environment, EnvParams, _replace_fields
+from innerlab.envs.core import Box, Environment, EnvParams, _replace_fields, check_range
 
 MODES: tuple[str, ...] = ("none", "previous", "next")
 MODIFICATIONS: tuple[str, ...] = (
@@ -98,11 +98,13 @@ class SideChannelParams(EnvParams):
     net_width: int = eqx.field(static=True, default=16)
     replacement: EnvParams | Callable | None = eqx.field(static=True, default=None)
 
-    def __check_init__(self):
+    def check_values(self) -> None:
+        # the inner params first: the checks below compare split/max_steps with them
         if not isinstance(self.inner, EnvParams):
             raise TypeError(
                 f"param 'inner' must be the wrapped env's params (an EnvParams), got {self.inner!r}"
             )
+        super().check_values()
         for name in _SHARED:
             if getattr(self, name) != getattr(self.inner, name):
                 raise ValueError(
@@ -122,12 +124,9 @@ class SideChannelParams(EnvParams):
                 f"inconsistent params: modification={self.modification!r} needs mode "
                 "'previous' or 'next' (mode 'none' shows no reward to modify)"
             )
-        if not (np.isfinite(self.noise_std) and self.noise_std >= 0):
-            raise ValueError(f"param 'noise_std' must be finite and >= 0, got {self.noise_std}")
-        if not np.isfinite(self.constant):
-            raise ValueError(f"param 'constant' must be finite, got {self.constant}")
-        if not (isinstance(self.net_width, int) and self.net_width >= 1):
-            raise ValueError(f"param 'net_width' must be an int >= 1, got {self.net_width!r}")
+        check_range(self, "noise_std", 0.0)
+        check_range(self, "seed", 0)
+        check_range(self, "net_width", 1)
         if self.modification == "replace" and self.replacement is None:
             raise ValueError(
                 "inconsistent params: modification='replace' needs param 'replacement' "
@@ -225,17 +224,17 @@ class SideChannel(Environment):
         return side_channel_params(self.env.default_params)
 
     def num_actions(self, params=None) -> int:
-        return self.env.num_actions(self._params(params).inner)
+        return self.env.num_actions(self.resolve_params(params).inner)
 
     def check_action(self, action, params: SideChannelParams):
         return self.env.check_action(action, params.inner)
 
     def action_space(self, params=None):
-        return self.env.action_space(self._params(params).inner)
+        return self.env.action_space(self.resolve_params(params).inner)
 
     def num_planes(self, params=None) -> int:
         """``P``: 0 (mode none), 1 (previous) or the number of actions (next)."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         return {"none": 0, "previous": 1, "next": self.num_actions(params)}[params.mode]
 
     # -- the observed values -------------------------------------------------------------
@@ -315,13 +314,14 @@ class SideChannel(Environment):
         return self.observe(state, params), state, reward, terminated, truncated, info
 
     def true_reward(self, state: SideChannelState, action, params=None) -> Array:
-        params = self._params(params)
+        params = self.resolve_params(params)
+        self.check_state(state, params)
         return self.env.true_reward(state.inner, action, params.inner)
 
     def sample_state(self, key, params=None) -> SideChannelState:
         """The inner env's ``sample_state``; in ``previous`` mode the channel shows what a
         uniformly random action would earn there (a stand-in previous reward)."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         k_inner, k_act, k_obs = jax.random.split(key, 3)
         inner = self.env.sample_state(k_inner, params.inner)
         prev = None
@@ -332,7 +332,8 @@ class SideChannel(Environment):
         return SideChannelState(inner=inner, channel=self._channel(k_obs, inner, params, prev))
 
     def observe(self, state: SideChannelState, params=None) -> Float[Array, "..."]:
-        params = self._params(params)
+        params = self.resolve_params(params)
+        self.check_state(state, params)
         obs = self.env.observe(state.inner, params.inner)
         if params.mode == "none":
             return obs
@@ -347,7 +348,7 @@ class SideChannel(Environment):
         )
 
     def observation_space(self, params=None) -> Box:
-        params = self._params(params)
+        params = self.resolve_params(params)
         if params.mode == "none":
             return self.env.observation_space(params.inner)
         shape = jax.eval_shape(lambda k: self.reset_env(k, params)[0], jax.random.key(0)).shape
@@ -355,7 +356,7 @@ class SideChannel(Environment):
 
     def is_valid(self, state: SideChannelState, params=None) -> Bool[Array, ""]:
         """The inner state is valid and the channel has ``P`` finite values."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         if state.channel.shape != (self.num_planes(params),):
             return jnp.bool_(False)
         ok = jnp.all(jnp.isfinite(state.channel))
@@ -364,10 +365,10 @@ class SideChannel(Environment):
         return ok
 
     def render_rgb(self, state: SideChannelState, params=None, **kwargs):
-        return self.env.render_rgb(state.inner, self._params(params).inner, **kwargs)
+        return self.env.render_rgb(state.inner, self.resolve_params(params).inner, **kwargs)
 
     def render_text(self, state: SideChannelState, params=None, legend: bool = True) -> str:
-        params = self._params(params)
+        params = self.resolve_params(params)
         text = self.env.render_text(state.inner, params.inner, legend)
         if params.mode == "none":
             return text

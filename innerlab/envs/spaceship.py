@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, UInt8
 
-from innerlab.envs.core import Box, Environment, EnvParams
+from innerlab.envs.core import Box, Environment, EnvParams, check_range
 
 ACTION_DIM = 2
 
@@ -61,17 +61,14 @@ class SpaceshipParams(EnvParams):
 
     SPLIT_FIELDS = ("test_mass_range",)
 
-    def __check_init__(self):
-        if self.n_planets < 0:
-            raise ValueError(f"param 'n_planets' must be >= 0, got {self.n_planets}")
+    def check_values(self) -> None:
+        super().check_values()
+        check_range(self, "n_planets", 0)
         for name in ("arena", "softening", "dt", "thrust_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"param {name!r} must be > 0, got {getattr(self, name)}")
+            check_range(self, name, 0.0, low_open=True)
         for name in ("gravity", "fuel_cost", "control_noise", "start_speed"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"param {name!r} must be >= 0, got {getattr(self, name)}")
-        if self.flight_steps < 1:
-            raise ValueError(f"param 'flight_steps' must be >= 1, got {self.flight_steps}")
+            check_range(self, name, 0.0)
+        check_range(self, "flight_steps", 1)
         for name in ("mass_range", "test_mass_range"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
@@ -153,7 +150,7 @@ class Spaceship(Environment):
         return Box(-1.0, 1.0, (ACTION_DIM,), jnp.float32)
 
     def observation_space(self, params=None) -> Box:
-        params = self._params(params)
+        params = self.resolve_params(params)
         return Box(-np.inf, np.inf, (params.obs_dim,), jnp.float32)
 
     def check_action(self, action: Array, params: SpaceshipParams) -> Array:
@@ -229,12 +226,13 @@ class Spaceship(Environment):
 
     def true_reward(self, state, action, params=None) -> Array:
         """The expected-thrust reward: the noiseless flight's reward (noise has mean 1)."""
-        params = self._params(params)
+        params = self.resolve_params(params)
+        state = self.check_state(state, params)
         action = self.check_action(action, params)
         return self.reward_of(self.apply_thrust(state, action, params), action, params)
 
     def sample_state(self, key, params: SpaceshipParams | None = None) -> SpaceshipState:
-        params = self._params(params)
+        params = self.resolve_params(params)
         k_reset, k_pos, k_vel, k_time = jax.random.split(key, 4)
         _, state = self.reset_env(k_reset, params)
         return eqx.tree_at(
@@ -249,7 +247,7 @@ class Spaceship(Environment):
 
     def is_valid(self, state: SpaceshipState, params=None) -> Bool[Array, ""]:
         """Finite positions and velocities, masses in range, ``0 <= time <= max_steps``."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         lo = min(params.mass_range[0], params.test_mass_range[0])
         hi = max(params.mass_range[1], params.test_mass_range[1])
         finite = jnp.all(jnp.isfinite(jnp.concatenate(
@@ -263,7 +261,8 @@ class Spaceship(Environment):
 
     # -- observation -------------------------------------------------------------------
     def observe(self, state: SpaceshipState, params=None) -> Float[Array, " obs_dim"]:
-        params = self._params(params)
+        params = self.resolve_params(params)
+        self.check_state(state, params)
         frac = (state.time / params.max_steps).astype(jnp.float32)[None]
         return jnp.concatenate(
             [state.pos, state.vel, state.target, state.planets.reshape(-1), state.masses, frac]
@@ -271,7 +270,7 @@ class Spaceship(Environment):
 
     def state_from_obs(self, obs: Float[Array, " obs_dim"], params=None) -> SpaceshipState:
         """Invert ``observe`` (observations hold the whole state)."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         if obs.shape != (params.obs_dim,):
             raise ValueError(f"argument 'obs' must have shape ({params.obs_dim},), got {obs.shape}")
         p = params.n_planets
@@ -289,7 +288,7 @@ class Spaceship(Environment):
         self, state: SpaceshipState, params=None, size: int = 64
     ) -> UInt8[Array, "s s 3"]:
         """Planets (orange discs sized by mass), target (green ring) and ship (white); jittable."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         scale = size / (2 * params.arena * 1.25)
         yy, xx = jnp.mgrid[0:size, 0:size] + 0.5
         # world (x, y) -> pixel (col, row), y up
@@ -312,7 +311,7 @@ class Spaceship(Environment):
 
     def render_text(self, state: SpaceshipState, params=None, cells: int = 11) -> str:
         """A coarse character map (``S`` ship, ``T`` target, ``O`` planet) and the exact numbers."""
-        params = self._params(params)
+        params = self.resolve_params(params)
         grid = [["." for _ in range(cells)] for _ in range(cells)]
 
         def put(p, ch):

@@ -20,7 +20,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from innerlab.agents.train import TrainResult
+from innerlab.agents.driver import TrainResult
 from innerlab.envs.core import Environment, EnvParams
 from innerlab.envs.rollout import Policy, episode_returns, random_policy
 from innerlab.planners.mcts import MCTSLayer

@@ -1,6 +1,6 @@
 """Each agent kind as a ``Learner``: pure per-seed functions the one training driver runs.
 
-A learner is the algorithm, nothing else: the driver (:mod:`innerlab.agents.train`)
+A learner is the algorithm, nothing else: the driver (:mod:`innerlab.agents.driver`)
 adds chunked ``jit``, seeds ``vmap``, logging, checkpoints and resume, and
 :func:`innerlab.envs.rollout.episode_returns` runs its policy. To add a kind,
 write ``init``, ``iteration`` and ``policy`` for it and register it in
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from innerlab.agents.config import AgentConfig
 from innerlab.envs.rollout import Policy, bind
 from innerlab.planners import ibp_train, muzero, ppo
+from innerlab.planners.ibp import TrueImagination
 
 Array = jax.Array
 
@@ -108,28 +109,50 @@ def _muzero_learner(config: AgentConfig, env, params) -> Learner:
 # --------------------------------------------------------------------------- IBP
 
 
+def _obs_features(model, obs):
+    """The imagination model's features of a real observation ``obs`` (one example).
+
+    ``TrueImagination``'s features are the observation itself (flattened), so no env
+    state is needed; every learned model encodes the observation.
+    """
+    if isinstance(model, TrueImagination):
+        return obs.reshape(-1).astype(jnp.float32)
+    return model.features(model.initial(obs))
+
+
 def _ibp_init_carry(obs_shape, ibp, num_envs: int):
     """The IBP's memory per env, plus the plan awaiting its real outcome (``pending``)."""
-    feat = ibp.model.features(ibp.model.initial(jnp.zeros(obs_shape)))
+    feat = _obs_features(ibp.model, jnp.zeros(obs_shape))
     one = {"context": ibp.empty_context(), "pending": ibp.empty_context(),
            "real": jnp.zeros_like(feat)}
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), one)
 
 
-def _ibp_act(ibp, carry, obs, key):
+def _ibp_plan(ibp, carry, obs, state, key):
+    """Plan in every env (``state``: the env states, or ``None`` for a learned model)."""
     n = obs.shape[0]
-    trace = jax.vmap(lambda o, k, c: ibp.plan(o, k, None, c))(
-        obs, jax.random.split(key, n), carry["context"]
+    trace = jax.vmap(lambda o, s, k, c: ibp.plan(o, k, s, c))(
+        obs, state, jax.random.split(key, n), carry["context"]
     )
     action = jax.vmap(ibp.env_action)(trace.action_vec)
     carry = {**carry, "pending": trace.context, "real": trace.real_features}
     return carry, action
 
 
+def _ibp_act(ibp, carry, obs, key):
+    return _ibp_plan(ibp, carry, obs, None, key)
+
+
+def _ibp_act_on_state(ibp, carry, obs_state, key):
+    """``observes="obs_state"``: imagining with the true dynamics starts from the env state."""
+    obs, state = obs_state
+    return _ibp_plan(ibp, carry, obs, state, key)
+
+
 def _ibp_update(ibp, carry, action, next_obs, reward):
     """Fold the real step into the IBP's memory, as its training loop does."""
     avec = jax.nn.one_hot(action, ibp.action_size) if ibp.discrete else action
-    feat = jax.vmap(lambda o: ibp.model.features(ibp.model.initial(o)))(next_obs)
+    feat = jax.vmap(lambda o: _obs_features(ibp.model, o))(next_obs)
     ctx = jax.vmap(lambda c, r_f, a, f, r: ibp.remember(c, r_f, a, f, r, 1.0))(
         carry["pending"], carry["real"], avec, feat, reward
     )
@@ -144,12 +167,14 @@ def _ibp_iteration(native, state):
 def _ibp_learner(config: AgentConfig, env, params) -> Learner:
     native = config.native()
     obs_shape = tuple(env.observation_space(params).shape)
+    # imagining with the true dynamics needs the env state, which only a rollout has
+    on_state = native.imagination == "true"
     return Learner(
         init=lambda key: ibp_train.init_state(native, key),
         iteration=lambda s: _map_metrics(_ibp_iteration(native, s)),
         policy=lambda s, greedy: Policy(
-            s.ibp, _ibp_act, bind(_ibp_init_carry, obs_shape), _ibp_update,
-            name="ibp",
+            s.ibp, _ibp_act_on_state if on_state else _ibp_act, bind(_ibp_init_carry, obs_shape),
+            _ibp_update, observes="obs_state" if on_state else "obs", name="ibp",
         ),
         obs_shape=obs_shape,
     )

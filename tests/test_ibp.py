@@ -2,6 +2,7 @@
 IBP agent imagining with the true dynamics (training, resume and learning are the agent
 contract of tests/test_agents.py)."""
 
+import json
 import pathlib
 
 import equinox as eqx
@@ -269,3 +270,48 @@ def test_docs_example_runs():
     exec(compile(code, "docs/ibp.md", "exec"), namespace)
     assert namespace["out"].action.shape == (8, 2)
     assert np.all(np.isfinite(namespace["task_loss"]))
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
+def test_replication_runs_are_agent_configs_one_per_configuration():
+    from innerlab.recipes.ibp_replication import IBPReplicationConfig
+
+    config = IBPReplicationConfig(budgets=(0, 4), taus=(0.0, 0.05), strategies=("1-step", "tree"))
+    runs = config.runs()
+    # (tree, 4, 0) is in all three sweeps but trained once
+    assert list(runs) == [("tree", 0, 0.0), ("tree", 4, 0.0), ("tree", 4, 0.05),
+                          ("1-step", 4, 0.0)]
+    for (strategy, budget, tau), agent in runs.items():
+        native = agent.native()
+        assert agent.kind == "ibp" and agent.env == "Spaceship-v0"
+        assert (native.strategy, native.max_imaginations, native.tau) == (strategy, budget, tau)
+        assert agent.schedule() == (config.iterations, config.log_every)
+        assert native.num_envs == config.num_envs
+
+
+@pytest.mark.slow  # trains two IBP configurations
+def test_replication_tiny_run_writes_run_dirs(tmp_path):
+    from innerlab.recipes import run_recipe
+    from innerlab.recipes.ibp_replication import IBPReplicationConfig
+
+    out = tmp_path / "run"
+    config = IBPReplicationConfig(out=str(out), seeds=2, iterations=4, log_every=2, num_envs=4,
+                                  budgets=(0, 1), taus=(0.0,), strategies=("tree",),
+                                  strategy_budget=1)
+    run_recipe("ibp-replication", config)
+    for name in ("config.json", "metrics.jsonl", "summary.json", "report.md",
+                 "ibp_replication.png", "runs/tree-n0-tau0/checkpoint.eqx",
+                 "runs/tree-n1-tau0/metrics.jsonl"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["runs"]) == {"tree n=0 tau=0", "tree n=1 tau=0"}
+    model_free = summary["runs"]["tree n=0 tau=0"]
+    assert model_free["imaginations"] == [0.0, 0.0]  # budget 0 never imagines
+    loss = np.array(summary["runs"]["tree n=1 tau=0"]["task_loss"])
+    assert loss.shape == (2,) and np.all(loss > 0)  # fuel + squared miss
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 2  # runs x chunks x seeds
+    assert all(r["task_loss"] == -r["episode_return"] for r in rows)
+    assert "## 1. Task loss vs imagination budget" in (out / "report.md").read_text()

@@ -4,14 +4,16 @@ Pascanu, Li et al. (2017) report, on their spaceship task: (1) task loss falls
 as the number of imagination steps allowed grows (0 steps = the model-free
 baseline); (2) a higher cost ``tau`` per imagination step makes the manager
 imagine less; (3) the imagination tree beats n-step beats 1-step at equal
-budgets. This recipe trains the IBP (``innerlab.planners.ibp_train``) on
-``Spaceship-v0`` in three sweeps over several seeds (``vmap``-ped) and says,
-with numbers, which findings reproduced.
+budgets. This recipe trains the IBP agent (``innerlab.agents``, kind ``"ibp"``)
+on ``Spaceship-v0`` in three sweeps over several seeds (``vmap``-ped), each
+configuration in its own run directory ``runs/<configuration>/`` (config,
+metrics, checkpoint), and says, with numbers, which findings reproduced.
 
 Each configuration's score per seed is the mean task loss (fuel + squared
 miss distance, i.e. minus the episode return) of the training episodes in the
 last ``eval_fraction`` of training -- on-policy episodes with the exploration
-noise on, identical for every configuration.
+noise on, identical for every configuration -- and the imagination steps per
+real step it took meanwhile, both from the training log.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from innerlab.planners.ibp_train import IBPTrainConfig, train
+import innerlab.agents as agents
 from innerlab.recipes import RecipeConfig, RunDir, register_recipe
+
+Key = tuple[str, int, float]  # (strategy, max imagination steps, tau)
 
 
 @dataclasses.dataclass
@@ -49,29 +53,44 @@ class IBPReplicationConfig(RecipeConfig):
         "strategy_budget": 2,
     }
 
-
-def _runs(config: IBPReplicationConfig) -> dict[tuple[str, int, float], IBPTrainConfig]:
-    base = dict(iterations=config.iterations, log_every=config.log_every,
-                num_envs=config.num_envs)
-    runs = {}
-    for b in config.budgets:
-        runs[(config.budget_strategy, b, 0.0)] = None
-    for t in config.taus:
-        runs[("tree", config.strategy_budget, float(t))] = None
-    for s in config.strategies:
-        runs[(s, config.strategy_budget, 0.0)] = None
-    return {key: IBPTrainConfig(strategy=key[0], max_imaginations=key[1], tau=key[2], **base)
-            for key in runs}
+    def runs(self) -> dict[Key, agents.AgentConfig]:
+        """``(strategy, budget, tau) -> AgentConfig`` of every configuration the sweeps need
+        (a configuration shared by two sweeps is trained once)."""
+        keys = [(self.budget_strategy, b, 0.0) for b in self.budgets]
+        keys += [("tree", self.strategy_budget, float(t)) for t in self.taus]
+        keys += [(s, self.strategy_budget, 0.0) for s in self.strategies]
+        return {key: agents.make("ibp", env="Spaceship-v0", num_envs=self.num_envs,
+                                 total_steps=self.iterations * self.num_envs,
+                                 log_every=self.log_every, strategy=key[0],
+                                 max_imaginations=key[1], tau=key[2])
+                for key in dict.fromkeys(keys)}
 
 
-def _label(key) -> str:
+def _label(key: Key) -> str:
     return f"{key[0]} n={key[1]} tau={key[2]:g}"
 
 
-def _final(history, name: str, fraction: float) -> np.ndarray:
-    """Per-seed mean of metric ``name`` over the last ``fraction`` of logged chunks: ``[S]``."""
-    rows = history[-max(1, int(round(len(history) * fraction))):]
-    return np.mean([np.asarray(r[name]) for r in rows], axis=0)
+def _slug(key: Key) -> str:
+    """The run directory name of a configuration, e.g. ``tree-n4-tau0.05``."""
+    return f"{key[0]}-n{key[1]}-tau{key[2]:g}"
+
+
+def _final(values: np.ndarray, fraction: float) -> np.ndarray:
+    """Per-seed mean of ``values [S, C]`` over the last ``fraction`` of logged chunks: ``[S]``."""
+    last = max(1, int(round(values.shape[1] * fraction)))
+    return np.nanmean(values[:, -last:], axis=1)
+
+
+def _scores(result: agents.TrainResult, fraction: float) -> dict[str, np.ndarray | list]:
+    """Task loss (minus the episode return) and imaginations per real step, from training."""
+    steps, returns = result.curve("episode_return")
+    _, imaginations = result.curve("imaginations")
+    return {
+        "task_loss": _final(-returns, fraction),
+        "imaginations": _final(imaginations, fraction),
+        "curve": -returns.T,  # [C, S]
+        "iterations": (steps // result.config.num_envs).tolist(),
+    }
 
 
 def _fmt(values: np.ndarray) -> str:
@@ -89,19 +108,11 @@ def run(config: IBPReplicationConfig) -> RunDir:
     rundir.write_config(dataclasses.asdict(config))
     seeds = tuple(range(config.seeds))
     results = {}
-    for key, train_config in _runs(config).items():
-        result = train(train_config, seeds=seeds, progress=True)
-        for row in result.history:
-            for i, s in enumerate(seeds):
-                rundir.log_metrics({"run": _label(key), "seed": s, "iteration": row["iteration"],
-                                    **{k: float(np.asarray(v)[i]) for k, v in row.items()
-                                       if k not in ("iteration", "seconds")}})
-        results[key] = {
-            "task_loss": _final(result.history, "task_loss", config.eval_fraction),
-            "imaginations": _final(result.history, "imaginations", config.eval_fraction),
-            "curve": np.array([np.asarray(r["task_loss"]) for r in result.history]),
-            "iterations": [r["iteration"] for r in result.history],
-        }
+    for key, agent in config.runs().items():
+        result = agents.train(agent, seeds, rundir.path / "runs" / _slug(key))
+        for row in result.history:  # one row per seed and chunk, as in the run's own log
+            rundir.log_metrics({"run": _label(key), **row, "task_loss": -row["episode_return"]})
+        results[key] = _scores(result, config.eval_fraction)
 
     def series(keys, metric):
         return [results[k][metric] for k in keys]
@@ -158,7 +169,8 @@ def run(config: IBPReplicationConfig) -> RunDir:
 
 Seeds: {list(seeds)}; {config.iterations} iterations x {config.num_envs} envs per run; score =
 mean task loss (fuel + squared miss) of the training episodes in the last
-{config.eval_fraction:.0%} of training, mean ± std over seeds.
+{config.eval_fraction:.0%} of training, mean ± std over seeds. Each configuration's
+training run (config, metrics, checkpoint) is in `runs/<strategy>-n<budget>-tau<tau>/`.
 
 ![results](ibp_replication.png)
 
@@ -184,7 +196,8 @@ Ordered {' >= '.join(config.strategies)} in task loss (i.e. later strategies bet
     rundir.write_summary({
         "findings": findings,
         "runs": {_label(k): {"task_loss": v["task_loss"].tolist(),
-                              "imaginations": v["imaginations"].tolist()}
+                              "imaginations": v["imaginations"].tolist(),
+                              "run_dir": f"runs/{_slug(k)}"}
                  for k, v in results.items()},
     })
     return rundir

@@ -63,10 +63,14 @@ __all__ = [
     "ActionTableEnsemble",
     "GridEnv",
     "GroundTruthEnv",
+    "ImaginationModel",
     "LatentEnsemble",
+    "ReturnBound",
     "RewardEnsemble",
     "RewardFunction",
+    "StateFromObs",
     "TrainableEnsemble",
+    "ValidatesStates",
     "missing_members",
     "protocol_members",
     "require",
@@ -217,6 +221,64 @@ class GridEnv(GroundTruthEnv, Protocol):
 
     def is_valid(self, state: Any, params: Any = None) -> Any:
         """Whether ``state`` satisfies the env's invariants (a bool scalar)."""
+        ...
+
+
+@runtime_checkable
+class ReturnBound(Protocol):
+    """An env that knows an upper bound on each episode's return (evaluation reports the
+    fraction of it an agent earns; Orchard: the value of every good object)."""
+
+    def optimal_return_upper_bound(self, state: Any, params: Any = None) -> Any:
+        """No policy earns more than this ``[]`` in the episode that starts at ``state``."""
+        ...
+
+
+@runtime_checkable
+class ValidatesStates(Protocol):
+    """An env that can say whether a state satisfies its invariants (wrappers ask the env
+    they wrap; property tests and the adversary check what they construct)."""
+
+    def is_valid(self, state: Any, params: Any = None) -> Any:
+        """Whether ``state`` satisfies the env's invariants (a bool scalar)."""
+        ...
+
+
+@runtime_checkable
+class StateFromObs(Protocol):
+    """An env whose observations determine its state (planning on its true dynamics can
+    start from an observation alone)."""
+
+    def state_from_obs(self, obs: Any, params: Any = None) -> Any:
+        """The env state that ``obs`` shows."""
+        ...
+
+
+@runtime_checkable
+class ImaginationModel(Protocol):
+    """An imagination model, what the Imagination-based Planner imagines with.
+
+    ``innerlab.planners.ibp`` has three: ``LatentImagination``, ``VectorImagination``
+    and ``TrueImagination``.
+    """
+
+    feature_size: int
+    action_size: int
+
+    def initial(self, obs: Any, state: Any = None) -> Any:
+        """The model's carry for the real observation (and, for true dynamics, the state)."""
+        ...
+
+    def features(self, carry: Any) -> Any:
+        """A flat feature vector ``[F]`` of a carry (what manager and controller read)."""
+        ...
+
+    def step(self, carry: Any, action_vec: Any, key: Any) -> Any:
+        """One imagined step: ``(next_carry, predicted_reward)``."""
+        ...
+
+    def loss(self, batch: Any) -> Any:
+        """The model's supervised loss ``[]`` on real transitions."""
         ...
 
 

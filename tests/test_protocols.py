@@ -315,3 +315,22 @@ def test_evaluation_and_properties_check_their_models(orchard):
         finite(jnp.zeros(3), env, params)
     with pytest.raises(TypeError, match="testing.epic_equivalent needs argument 'reference'"):
         epic_equivalent(CallOnly(), env, params, tol=0.1, reference=object())
+
+
+def test_capability_protocols_of_envs_and_imagination_models():
+    """The optional capabilities consumers ask about are protocols, not hasattr checks."""
+    import jax
+
+    import innerlab.envs as envs
+    from innerlab.planners.ibp import IBP, make_imagination
+    from innerlab.protocols import ImaginationModel, ReturnBound, StateFromObs, ValidatesStates
+
+    orchard, params = envs.make("Orchard-v0")
+    assert isinstance(orchard, ReturnBound) and isinstance(orchard, ValidatesStates)
+    ship, ship_params = envs.make("Spaceship-v0")
+    assert not isinstance(ship, ReturnBound)
+    model = make_imagination(ship, ship_params, key=jax.random.key(0), width=8)
+    assert isinstance(model, ImaginationModel)
+    assert isinstance(model, ImaginationModel) and not isinstance(object(), StateFromObs)
+    with pytest.raises(TypeError, match=r"planners.IBP needs argument 'model'.*missing: .*loss"):
+        IBP(object(), "tree", 1, key=jax.random.key(0))

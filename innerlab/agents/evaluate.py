@@ -24,6 +24,7 @@ from innerlab.agents.driver import TrainResult
 from innerlab.envs.core import Environment, EnvParams
 from innerlab.envs.rollout import Policy, episode_returns, random_policy
 from innerlab.planners.mcts import MCTSLayer
+from innerlab.protocols import ReturnBound
 
 __all__ = ["Evaluation", "bootstrap_ci", "evaluate", "oracle_policy", "random_policy"]
 
@@ -110,9 +111,9 @@ def _episodes_one_policy(env, params, policy, keys, num_episodes: int):
 
 
 def _optimal(env, params, keys, num_episodes: int) -> np.ndarray | None:
-    bound = getattr(env, "optimal_return_upper_bound", None)
-    if bound is None:
+    if not isinstance(env, ReturnBound):
         return None
+    bound = env.optimal_return_upper_bound
 
     @jax.jit
     def per_key(k):  # the same reset keys episode_returns draws its episodes from

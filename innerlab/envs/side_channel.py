@@ -68,6 +68,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from innerlab.envs.core import Box, Environment, EnvParams, _replace_fields, check_range
+from innerlab.protocols import ValidatesStates
 
 MODES: tuple[str, ...] = ("none", "previous", "next")
 MODIFICATIONS: tuple[str, ...] = (
@@ -360,7 +361,7 @@ class SideChannel(Environment):
         if state.channel.shape != (self.num_planes(params),):
             return jnp.bool_(False)
         ok = jnp.all(jnp.isfinite(state.channel))
-        if hasattr(self.env, "is_valid"):
+        if isinstance(self.env, ValidatesStates):
             ok = ok & self.env.is_valid(state.inner, params.inner)
         return ok
 

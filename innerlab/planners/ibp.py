@@ -67,6 +67,7 @@ from jaxtyping import Array, Float
 
 from innerlab.planners.output import PlannerOutput
 from innerlab.planners.world_model import WorldModel, check_aggregation
+from innerlab.protocols import ImaginationModel, StateFromObs, require
 from innerlab.reward_models import aggregate
 
 STRATEGIES = ("1-step", "n-step", "tree")
@@ -257,7 +258,7 @@ class TrueImagination(eqx.Module):
     def initial(self, obs: Array, state: Any = None) -> Any:
         if state is not None:
             return state
-        if hasattr(self.env, "state_from_obs"):
+        if isinstance(self.env, StateFromObs):
             return self.env.state_from_obs(obs, self.params)
         raise ValueError(
             f"TrueImagination on {self.env.name} needs argument 'state' (the env state): its "
@@ -387,12 +388,7 @@ class IBP(eqx.Module):
             raise ValueError(f"arguments 'hidden' and 'width' must be >= 1, got {hidden}, {width}")
         if not temperature > 0:
             raise ValueError(f"argument 'temperature' must be > 0, got {temperature}")
-        for attr in ("initial", "features", "step", "loss", "feature_size", "action_size"):
-            if not hasattr(model, attr):
-                raise TypeError(
-                    f"argument 'model' must be an imagination model with {attr!r} (see "
-                    f"innerlab.planners.ibp), got {type(model).__name__}"
-                )
+        require(model, ImaginationModel, consumer="planners.IBP", argument="model")
         self.model = model
         self.strategy, self.max_imaginations = strategy, max_imaginations
         self.hidden, self.temperature = hidden, temperature

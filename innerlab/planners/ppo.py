@@ -333,43 +333,10 @@ def make_train(config: PPOConfig, **env_overrides: Any):
     return train
 
 
-def act_episodes(
-    model: RecurrentActorCritic,
-    key: Array,
-    num_episodes: int,
-    env_name: str,
-    greedy: bool = True,
-    **env_overrides: Any,
-) -> Array:
-    """True undiscounted return ``[num_episodes]`` of a trained agent (one episode per env)."""
-    env, params = envs.make(env_name, **env_overrides)
-    k_reset, k_run = jax.random.split(key)
-    obs, state = jax.vmap(lambda k: env.reset(k, params))(jax.random.split(k_reset, num_episodes))
-    carry = jax.vmap(lambda _: model.initial_carry())(jnp.arange(num_episodes))
-    reset = jnp.ones(num_episodes, bool)
-
-    def step(c, k):
-        obs, state, carry, reset, ret, alive = c
-        k_act, k_step = jax.random.split(k)
-        carry, logits, _ = jax.vmap(model)(carry, obs, reset)
-        action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
-        obs, state, r, term, trunc, _ = jax.vmap(lambda kk, s, a: env.step(kk, s, a, params))(
-            jax.random.split(k_step, num_episodes), state, action
-        )
-        ret = ret + jnp.where(alive, r, 0.0)
-        done = term | trunc
-        return (obs, state, carry, done, ret, alive & ~done), None
-
-    init = (obs, state, carry, reset, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
-    (_, _, _, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, params.max_steps))
-    return ret
-
-
 __all__ = [
     "PPOConfig",
     "PPOState",
     "RecurrentActorCritic",
-    "act_episodes",
     "gae",
     "init_state",
     "make_network",

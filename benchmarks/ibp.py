@@ -10,8 +10,9 @@ encoder, latent 32, width 64, 3 reward members) for both agents:
     ``N`` slots (masked after the manager acts), so both do ``B * N`` model
     steps per call. We report those "slots" per second and, for the IBP,
     also the imagination steps the (untrained) manager actually chose.
-(b) training env steps per second, learning included: ``ibp_train``'s jitted
-    chunk vs ``muzero``'s jitted chunk, same number of envs, one seed.
+(b) training env steps per second, learning included: the ``innerlab.agents``
+    driver's jitted chunk for kind ``"ibp"`` vs kind ``"muzero"``, same number
+    of envs, one seed.
 
 Compile and one warm-up call are excluded; medians of repeats. Writes
 ``benchmarks/results/ibp.json``. Run: ``python benchmarks/ibp.py``.
@@ -29,8 +30,10 @@ import jax
 import jax.numpy as jnp
 from timing import median_seconds
 
+import innerlab.agents as agents
+from innerlab.agents import driver
 from innerlab.envs import make
-from innerlab.planners import IBP, LatentImagination, MCTSLayer, WorldModel, ibp_train, muzero
+from innerlab.planners import IBP, LatentImagination, MCTSLayer, WorldModel
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "ibp.json"
 MODEL = dict(latent_dim=32, width=64, num_members=3, encoder="mlp")
@@ -60,30 +63,31 @@ def bench_planning(batch: int, budget: int, repeats: int) -> dict:
     }
 
 
-def bench_training(num_envs: int, budget: int, repeats: int) -> dict:
-    ibp_config = ibp_train.IBPTrainConfig(
-        env="Orchard-v0", strategy="tree", max_imaginations=budget, num_envs=num_envs,
-        iterations=32, log_every=32, hidden=64, width=MODEL["width"],
-        num_members=MODEL["num_members"], latent_dim=MODEL["latent_dim"],
-        encoder=MODEL["encoder"],
-    )
-    states = ibp_train.init_states(ibp_config, (0,))
-    chunk = ibp_train._jitted_chunk(ibp_config)
-    t_ibp = median_seconds(lambda: chunk(states)[1]["task_loss"], repeats, warmup=True)
-    ibp_steps = num_envs * ibp_config.log_every
+def _driver_chunk(config: agents.AgentConfig):
+    """The agents driver's jitted chunk (``log_every`` iterations) and one seed's state."""
+    log_every = config.schedule()[1]
+    key = driver.compile_key(config, log_every)
+    state = driver._init_fn(key)(jnp.asarray([0], jnp.uint32))
+    return driver._chunk_fn(key, log_every), state
 
-    mz_config = muzero.MuZeroConfig(
-        env="Orchard-v0", num_envs=num_envs, rollout_len=16, num_iterations=2, chunk=2,
-        num_simulations=budget, num_members=MODEL["num_members"],
-        latent_dim=MODEL["latent_dim"], width=MODEL["width"], encoder=MODEL["encoder"],
-    )
-    env, params = make("Orchard-v0")
-    mz_states = muzero.make_init_fn(mz_config, env, params)(jnp.arange(1))
-    mz_chunk = muzero.make_chunk_fn(mz_config, env, params)
+
+def bench_training(num_envs: int, budget: int, repeats: int) -> dict:
+    model = dict(env="Orchard-v0", num_envs=num_envs, width=MODEL["width"],
+                 encoder=MODEL["encoder"], num_members=MODEL["num_members"],
+                 latent_dim=MODEL["latent_dim"])
+    ibp_config = agents.make("ibp", **model, strategy="tree", max_imaginations=budget,
+                             hidden=64, total_steps=num_envs * 32, log_every=32)
+    chunk, states = _driver_chunk(ibp_config)
+    t_ibp = median_seconds(lambda: chunk(states)[1]["episode_return"], repeats, warmup=True)
+    ibp_steps = ibp_config.steps_per_iteration * ibp_config.log_every
+
+    mz_config = agents.make("muzero", **model, rollout_len=16, num_simulations=budget,
+                            total_steps=num_envs * 16 * 2, log_every=2)
+    mz_chunk, mz_states = _driver_chunk(mz_config)
     t_mz = median_seconds(
         lambda: jax.tree.leaves(eqx.filter(mz_chunk(mz_states), eqx.is_array)), repeats, warmup=True
     )
-    mz_steps = num_envs * mz_config.rollout_len * mz_config.chunk
+    mz_steps = mz_config.steps_per_iteration * mz_config.log_every
     return {
         "num_envs": num_envs,
         "budget": budget,

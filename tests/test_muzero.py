@@ -1,4 +1,6 @@
-"""MuZero learner: target arithmetic, unroll masks, kill-and-resume equality, Orchard (slow)."""
+"""MuZero learner: target arithmetic, unroll masks, min-max latents, config checks, the Orchard
+preset, and (slow) learning Orchard to 90% of optimal. Training, resume, saving and beating
+random on a small Orchard are the agent contract of tests/test_agents.py."""
 
 from __future__ import annotations
 
@@ -7,16 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import innerlab.agents as agents
 from innerlab.planners import WorldModel
-from innerlab.planners.muzero import (
-    MuZeroConfig,
-    Trajectory,
-    evaluate,
-    make_env,
-    n_step_targets,
-    train,
-    unroll_batch,
-)
+from innerlab.planners.muzero import MuZeroConfig, Trajectory, n_step_targets, unroll_batch
+from innerlab.recipes.muzero_orchard import orchard_agent
 from innerlab.reward_models import RewardModel
 
 
@@ -52,41 +48,6 @@ def test_unroll_masks_stop_at_episode_end_and_rollout_end():
     np.testing.assert_array_equal(data["reward"][2], [2.0, 3.0])
 
 
-TINY = MuZeroConfig(
-    num_envs=4,
-    rollout_len=4,
-    num_iterations=4,
-    chunk=2,
-    num_simulations=4,
-    unroll=2,
-    n_step=2,
-    num_minibatches=2,
-    num_epochs=1,
-    latent_dim=8,
-    width=16,
-)
-
-
-def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):
-    full = train(TINY, [0, 1], tmp_path / "full", progress=False)
-    train(TINY, [0, 1], tmp_path / "killed", max_chunks=1, progress=False)  # "killed" here
-    resumed = train(TINY, [0, 1], tmp_path / "killed", progress=False)
-    for a, b in zip(jax.tree.leaves(full.model), jax.tree.leaves(resumed.model), strict=True):
-        np.testing.assert_array_equal(a, b)
-    lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == TINY.num_iterations  # one row per iteration, none lost or repeated
-    # the two seeds are different runs
-    w = jax.tree.leaves(full.model)[0]
-    assert not np.array_equal(w[0], w[1])
-    with pytest.raises(ValueError, match="different config"):
-        train(
-            TINY.__class__(**{**TINY.__dict__, "learning_rate": 1e-4}),
-            [0, 1],
-            tmp_path / "full",
-            progress=False,
-        )
-
-
 def test_minmax_latents_stay_in_unit_range_through_dynamics():
     wm = WorldModel.create(
         (5, 5, 3),
@@ -114,17 +75,21 @@ def test_bad_config():
         MuZeroConfig(num_iterations=10, chunk=3)
     with pytest.raises(ValueError, match="num_simulations"):
         MuZeroConfig(num_simulations=0)
+    with pytest.raises(ValueError, match="num_minibatches"):
+        agents.make("muzero", num_envs=3, num_minibatches=5)
 
 
-ORCHARD = MuZeroConfig.orchard()
+ORCHARD = orchard_agent()
 
 
 def test_orchard_preset_and_egocentric_env():
-    assert ORCHARD.egocentric and ORCHARD.discount == 0.9
-    assert MuZeroConfig.orchard(num_iterations=20).num_iterations == 20
-    env, params = make_env(ORCHARD, height=5, width=5, n_objects=3)
+    native = ORCHARD.native()
+    assert ORCHARD.egocentric and native.discount == 0.9 and native.policy == "muzero"
+    assert orchard_agent(num_iterations=20).schedule() == (20, 20)
+    env, params = ORCHARD.make_env(height=5, width=5, n_objects=3)
     assert env.observation_space(params).shape == (9, 9, 9)
-    assert make_env(TINY)[0].observation_space().shape == (7, 7, 9)
+    env, params = orchard_agent(egocentric=False).make_env()
+    assert env.observation_space(params).shape == (7, 7, 9)
 
 
 @pytest.mark.slow
@@ -136,16 +101,14 @@ def test_muzero_reaches_90_percent_of_optimal_on_orchard(tmp_path):
     from visit counts) and the deterministic greedy search must reach it; a uniformly
     random policy earns 47% of the bound here. The test split is reported beside it.
     """
-    state = train(ORCHARD, [0], tmp_path, progress=False)
-    model = jax.tree.map(lambda x: x[0] if isinstance(x, jax.Array) else x, state.model)
-    key = jax.random.key(123)
-    results = {
-        (split, greedy): evaluate(model, ORCHARD, key, split=split, num_episodes=256, greedy=greedy)
-        for split in ("train", "test")
-        for greedy in (True, False)
-    }
-    for (split, greedy), res in results.items():
-        name = "greedy" if greedy else "acting"
-        print(split, name, {k: round(float(v), 3) for k, v in res.items()})
-    assert float(results["train", False]["fraction_of_optimal"]) >= 0.9
-    assert float(results["train", True]["fraction_of_optimal"]) >= 0.9
+    result = agents.train(ORCHARD, [0], tmp_path, progress=False)
+    fractions = {}
+    for split in ("train", "test"):
+        env, params = ORCHARD.make_env(split=split)
+        for greedy in (True, False):
+            ev = agents.evaluate(result, env, params, 256, seed=123, greedy=greedy)
+            fractions[split, greedy] = float(ev.fraction_of_optimal[0])
+            print(split, "greedy" if greedy else "acting", ev.summary()["return"]["mean"],
+                  round(fractions[split, greedy], 3))
+    assert fractions["train", False] >= 0.9
+    assert fractions["train", True] >= 0.9

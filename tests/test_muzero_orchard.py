@@ -16,11 +16,19 @@ def test_registered_and_runs_are_one_change_from_the_main_config():
     runs = config.runs()
     assert list(runs) == ["main", *CONTROLS]
     main, seeds = runs["main"]
-    assert seeds == [0, 1, 2] and main.egocentric and main.num_iterations == 300
+    assert seeds == [0, 1, 2] and main.kind == "muzero" and main.egocentric
+    assert main.schedule() == (300, 20) and main.total_steps == 300 * 64 * 16
+    native = main.native()
+    assert (native.discount, native.policy, native.num_envs) == (0.9, "muzero", 64)
+
+    def flat(agent):  # shared and kind options in one dict
+        d = agent.to_dict()
+        return {**d.pop("options"), **d}
+
     for name, change in CONTROLS.items():
         cfg, control_seeds = runs[name]
         assert control_seeds == [0, 1]
-        differs = {k for k in vars(main) if getattr(main, k) != getattr(cfg, k)}
+        differs = {k for k, v in flat(main).items() if flat(cfg)[k] != v}
         assert differs == set(change), name
     quick = MuZeroOrchardConfig(quick=True).resolved()
     assert quick.num_iterations < config.num_iterations and quick.seeds >= 2

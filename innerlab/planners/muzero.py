@@ -8,31 +8,26 @@ reward, with a Bernoulli bootstrap mask per member so the members stay
 distinct), value (against n-step targets bootstrapped from the search's root
 values) and policy (cross-entropy against the search's action weights).
 
-The whole iteration is one pure function of a ``TrainState``; ``chunk``
-iterations are ``lax.scan``-ned into one jitted call, and ``jax.vmap``
-runs independent seeds side by side. Between chunks ``train`` draws a
-progress bar, appends per-seed metrics to ``metrics.jsonl`` and writes a
-checkpoint (Equinox serialisation + JSON metadata). Because the train state
-holds every PRNG key, a run killed and resumed from its last checkpoint ends
-with exactly the parameters of an uninterrupted run with the same seeds.
+The whole iteration is one pure function of a ``TrainState``
+(:func:`init_state`, :func:`train_iteration`), which holds every PRNG key.
+Training runs, evaluation and checkpoints go through ``innerlab.agents``
+(kind ``"muzero"``): its one driver ``lax.scan``-s iterations into jitted
+chunks, ``vmap``-s seeds, logs, checkpoints and resumes bit-identically, and
+``agents.evaluate`` scores the search (``greedy=True``: no root noise, the
+most-visited action; ``False``: as it acts in training).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jaxtyping import Array
 
-import innerlab.envs as envs
 from innerlab.envs.core import Environment, EnvParams
 from innerlab.planners.mcts import MCTSLayer
 from innerlab.planners.world_model import WorldModel
@@ -40,7 +35,12 @@ from innerlab.planners.world_model import WorldModel
 
 @dataclasses.dataclass(frozen=True)
 class MuZeroConfig:
-    """Everything that defines a MuZero run (JSON-serialisable)."""
+    """Everything that defines a MuZero learner (JSON-serialisable).
+
+    Build it with ``innerlab.agents.make("muzero", ...)``, which maps the shared
+    option names onto these fields and sets the run length: ``num_iterations``
+    from ``total_steps``, and ``chunk`` to 1 (the driver chunks by ``log_every``).
+    """
 
     env: str = "Orchard-v0"
     num_envs: int = 16
@@ -68,31 +68,6 @@ class MuZeroConfig:
     encoder: str = "mlp"
     latent_activation: str = "minmax"
     egocentric: bool = False  # observe gridworlds through ``envs.Egocentric`` (agent-centred)
-
-    @classmethod
-    def orchard(cls, **overrides: Any) -> MuZeroConfig:
-        """The configuration that learns Orchard-v0 (7x7, 5 objects) on a laptop CPU.
-
-        Tested in ``tests/test_muzero.py`` (slow) and reported in docs/planners.md:
-        300 iterations of 64 envs x 16 steps (307k env steps, about 3 minutes on 2
-        cores). What it needs beyond the defaults: the egocentric view (a flat
-        encoder cannot learn the reward from the global grid), discount 0.9 (Q-values
-        that prefer collecting sooner, so the greedy search does not wander), MuZero's
-        visit-count targets with a prior entropy bonus, and 32 Adam steps per rollout.
-        """
-        preset = dict(
-            num_envs=64,
-            num_iterations=300,
-            chunk=20,
-            num_epochs=4,
-            num_minibatches=8,
-            policy="muzero",
-            entropy_coef=0.05,
-            discount=0.9,
-            egocentric=True,
-        )
-        preset.update(overrides)
-        return cls(**preset)
 
     def __post_init__(self):
         for name in (
@@ -156,11 +131,6 @@ def scan_modules(f, carry, xs=None, length=None):
 
     dynamic, ys = jax.lax.scan(body, dynamic, xs, length=length)
     return eqx.combine(dynamic, static), ys
-
-
-def make_env(config: MuZeroConfig, **env_overrides: Any) -> tuple[Environment, EnvParams]:
-    """The env a run acts in: ``config.env`` with overrides, seen egocentrically if asked."""
-    return envs.make(config.env, egocentric=config.egocentric, **env_overrides)
 
 
 def make_optimizer(config: MuZeroConfig) -> optax.GradientTransformation:
@@ -406,172 +376,3 @@ def train_iteration(state: TrainState, config: MuZeroConfig, env, params):
         replay=replay,
     )
     return new, metrics
-
-
-@functools.lru_cache(maxsize=8)
-def make_init_fn(config: MuZeroConfig, env, params):
-    """A jitted function making the initial ``TrainState`` of each seed in a ``[S]`` array."""
-    return eqx.filter_jit(
-        eqx.filter_vmap(lambda seed: init_state(jax.random.key(seed), config, env, params))
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def make_chunk_fn(config: MuZeroConfig, env, params):
-    """A jitted function running ``config.chunk`` iterations for a batch of seeds."""
-
-    def chunk(state):
-        return scan_modules(
-            lambda s, _: train_iteration(s, config, env, params), state, None, length=config.chunk
-        )
-
-    return eqx.filter_jit(eqx.filter_vmap(chunk))
-
-
-# ---------------------------------------------------------------------- evaluation
-
-
-def episode_returns(env, params, act, key: Array, num_episodes: int) -> dict[str, Array]:
-    """True undiscounted return of ``act`` over ``num_episodes`` fresh episodes (jittable).
-
-    ``act(obs [E, ...], key) -> actions [E]`` acts in all episodes at once. Returns
-    the mean ``return`` and, when the env provides ``optimal_return_upper_bound``
-    (no policy earns more; Orchard: the sum of positive object values), the mean
-    ``optimal_bound`` and ``fraction_of_optimal`` (ratio of the two means).
-    """
-    k_reset, k_run = jax.random.split(key)
-    obs, state = jax.vmap(lambda k: env.reset(k, params))(jax.random.split(k_reset, num_episodes))
-    bound = None
-    if hasattr(env, "optimal_return_upper_bound"):
-        bound = jax.vmap(lambda s: env.optimal_return_upper_bound(s, params))(state)
-
-    def step(carry, k):
-        obs, state, ret, alive = carry
-        k_act, k_step = jax.random.split(k)
-        action = act(obs, k_act)
-        obs, state, reward, term, trunc, _ = jax.vmap(lambda kk, s, a: env.step(kk, s, a, params))(
-            jax.random.split(k_step, num_episodes), state, action
-        )
-        ret = ret + jnp.where(alive, reward, 0.0)
-        alive = alive & ~(term | trunc)
-        return (obs, state, ret, alive), None
-
-    init = (obs, state, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
-    (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, params.max_steps))
-    out = {"return": ret.mean()}
-    if bound is not None:
-        out["optimal_bound"] = bound.mean()
-        out["fraction_of_optimal"] = ret.mean() / bound.mean()
-    return out
-
-
-def random_actions(num_actions: int):
-    """``act`` for ``episode_returns``: uniformly random actions (the control)."""
-    return lambda obs, key: jax.random.randint(key, obs.shape[:1], 0, num_actions)
-
-
-def evaluate(
-    model: WorldModel,
-    config: MuZeroConfig,
-    key: Array,
-    split: str = "train",
-    num_episodes: int = 64,
-    greedy: bool = True,
-    **env_overrides: Any,
-) -> dict[str, Array]:
-    """True undiscounted return of the search agent over ``num_episodes`` fresh episodes.
-
-    ``greedy=True`` makes the search deterministic (no Gumbel or Dirichlet noise at
-    the root, the most-visited action); ``greedy=False`` evaluates the policy the
-    learner acts with in its rollouts (``make_layer(model, config)``: root noise, and
-    the action sampled from the search's visit counts). Returns what
-    ``episode_returns`` returns (``return``, and ``optimal_bound`` and
-    ``fraction_of_optimal`` where the env has an optimal-return bound).
-    """
-    env, params = make_env(config, split=split, **env_overrides)
-    if greedy:
-        layer = make_layer(
-            model, config, gumbel_scale=0.0, dirichlet_fraction=0.0, temperature=0.01
-        )
-    else:
-        layer = make_layer(model, config)
-    return episode_returns(env, params, lambda obs, k: layer(obs, k).action, key, num_episodes)
-
-
-# ---------------------------------------------------------------------- driver
-
-
-def _save(path: Path, state: TrainState, meta: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    eqx.tree_serialise_leaves(tmp, state)
-    tmp.replace(path.with_suffix(".eqx"))
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
-
-
-def train(
-    config: MuZeroConfig,
-    seeds: list[int],
-    out_dir: str | Path,
-    *,
-    resume: bool = True,
-    max_chunks: int | None = None,
-    progress: bool = True,
-    **env_overrides: Any,
-):
-    """Train one agent per seed (vmapped); log to ``out_dir/metrics.jsonl``; checkpoint per chunk.
-
-    With ``resume=True`` a checkpoint in ``out_dir`` is continued. ``max_chunks`` stops
-    early after that many chunks in this call (used to simulate a killed run).
-    Returns the final ``TrainState`` (leading seed axis).
-    """
-    from rich.progress import Progress
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    env, params = make_env(config, **env_overrides)
-    meta = {
-        "config": dataclasses.asdict(config),
-        "seeds": list(seeds),
-        "env_overrides": env_overrides,
-    }
-    init = make_init_fn(config, env, params)(jnp.asarray(seeds, jnp.uint32))
-    ckpt = out / "checkpoint"
-    state, done_chunks = init, 0
-    if resume and ckpt.with_suffix(".json").exists():
-        saved = json.loads(ckpt.with_suffix(".json").read_text())
-        if saved["config"] != meta["config"] or saved["seeds"] != meta["seeds"]:
-            raise ValueError(
-                f"checkpoint in {out} was written with a different config or seeds; "
-                "use another out_dir or resume=False"
-            )
-        state = eqx.tree_deserialise_leaves(ckpt.with_suffix(".eqx"), init)
-        done_chunks = saved["chunks_done"]
-    else:
-        (out / "config.json").write_text(json.dumps(meta, indent=2))
-        (out / "metrics.jsonl").write_text("")
-    total = config.num_iterations // config.chunk
-    run_chunk = make_chunk_fn(config, env, params)
-    todo = total - done_chunks if max_chunks is None else min(max_chunks, total - done_chunks)
-    with Progress(disable=not progress) as bar:
-        task = bar.add_task("MuZero", total=total, completed=done_chunks)
-        for _ in range(todo):
-            state, metrics = run_chunk(state)
-            done_chunks += 1
-            host = jax.tree.map(np.asarray, metrics)  # [S, chunk]
-            with open(out / "metrics.jsonl", "a") as f:
-                for i in range(config.chunk):
-                    row = {
-                        "iteration": (done_chunks - 1) * config.chunk + i + 1,
-                        "env_steps": ((done_chunks - 1) * config.chunk + i + 1)
-                        * config.num_envs
-                        * config.rollout_len,
-                    }
-                    row.update({k: v[:, i].tolist() for k, v in host.items()})
-                    f.write(json.dumps(row) + "\n")
-            _save(ckpt, state, {**meta, "chunks_done": done_chunks})
-            bar.update(
-                task,
-                completed=done_chunks,
-                description=f"MuZero return {host['episode_return'][:, -1].mean():.2f}",
-            )
-    return state

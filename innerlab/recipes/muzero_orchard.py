@@ -1,11 +1,13 @@
 """muzero-orchard: does the MCTS-as-a-layer agent learn Orchard, and what does it learn?
 
-Trains the MuZero learner (``innerlab.planners.muzero``) with
-``MuZeroConfig.orchard()`` on Orchard-v0's train split over several seeds
-(``vmap``-ped), plus ablations of that configuration as controls, and scores
-every agent on fresh episodes of both splits against each episode's optimal
-return bound (the sum of its positive object values; no policy earns more).
-A uniformly random policy is scored the same way.
+Trains the MuZero agent (``innerlab.agents``, kind ``"muzero"``) with the
+Orchard preset (:data:`ORCHARD`, :func:`orchard_agent`) on Orchard-v0's train
+split over several seeds (``vmap``-ped), plus ablations of that configuration
+as controls, each in its own run directory ``runs/<label>/`` (config, metrics,
+checkpoint; ``--resume`` continues them), and scores every agent with
+``agents.evaluate`` on fresh episodes of both splits against each episode's
+optimal return bound (the sum of its positive object values; no policy earns
+more). A uniformly random policy (``agents.random_policy``) is scored the same way.
 
 Two policies are scored per agent: *acting*, the search exactly as the learner
 acts with it (root noise, action sampled from the visit counts), and *greedy*,
@@ -18,17 +20,44 @@ the agent took from training.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, ClassVar
 
-import equinox as eqx
-import jax
 import numpy as np
 
-from innerlab.planners import muzero
+import innerlab.agents as agents
 from innerlab.recipes import RecipeConfig, RunDir, register_recipe
 
-# Each control is MuZeroConfig.orchard() with one change.
+ROLLOUT_LEN = 16  # env steps per env in one act-then-learn iteration (the learner's default)
+# The configuration that learns Orchard-v0 (7x7, 5 objects) on a laptop CPU, in
+# ``agents.make("muzero", ...)`` options: 300 iterations of 64 envs x 16 steps (307k env
+# steps, about 3 minutes on 2 cores; tested in tests/test_muzero.py, slow). What it needs
+# beyond the defaults: the egocentric view (a flat encoder cannot learn the reward from the
+# global grid), discount 0.9 (Q-values that prefer collecting sooner, so the greedy search
+# does not wander), MuZero's visit-count targets with a prior entropy bonus, and 32 Adam
+# steps per rollout.
+ORCHARD: dict[str, Any] = {
+    "env": "Orchard-v0",
+    "egocentric": True,
+    "discount": 0.9,
+    "policy": "muzero",
+    "entropy_coef": 0.05,
+    "num_epochs": 4,
+    "num_minibatches": 8,
+    "rollout_len": ROLLOUT_LEN,
+}
+
+
+def orchard_agent(num_iterations: int = 300, num_envs: int = 64, chunk: int = 20,
+                  **changes: Any) -> agents.AgentConfig:
+    """The Orchard preset as an ``AgentConfig``: ``num_iterations`` act-then-learn iterations
+    of ``num_envs`` envs, ``chunk`` iterations per jitted call (logged row, checkpoint);
+    ``changes`` override any option (e.g. ``discount=0.97``)."""
+    options = {**ORCHARD, "num_envs": num_envs, "log_every": chunk,
+               "total_steps": num_iterations * num_envs * ROLLOUT_LEN, **changes}
+    return agents.make("muzero", **options)
+
+
+# Each control is the Orchard preset with one change.
 CONTROLS: dict[str, dict[str, Any]] = {
     "global-view": {"egocentric": False},
     "discount-0.97": {"discount": 0.97},
@@ -81,53 +110,46 @@ class MuZeroOrchardConfig(RecipeConfig):
                 f"option 'controls' has unknown {unknown}; choose from {sorted(CONTROLS)}"
             )
 
-    def runs(self) -> dict[str, tuple[muzero.MuZeroConfig, list[int]]]:
-        """``label -> (MuZeroConfig, seeds)``: the main run first, then the controls."""
+    def runs(self) -> dict[str, tuple[agents.AgentConfig, list[int]]]:
+        """``label -> (AgentConfig, seeds)``: the main run first, then the controls."""
         base = dict(num_iterations=self.num_iterations, num_envs=self.num_envs,
                     chunk=min(self.chunk, self.num_iterations),
                     num_simulations=self.num_simulations)
-        out = {"main": (muzero.MuZeroConfig.orchard(**base), list(range(self.seeds)))}
+        out = {"main": (orchard_agent(**base), list(range(self.seeds)))}
         for name in self.controls:
-            cfg = muzero.MuZeroConfig.orchard(**base, **CONTROLS[name])
-            out[name] = (cfg, list(range(self.control_seeds)))
+            out[name] = (orchard_agent(**base, **CONTROLS[name]),
+                         list(range(self.control_seeds)))
         return out
 
 
-def score(models, config: muzero.MuZeroConfig, key, episodes: int) -> dict[tuple, dict]:
+EVAL_SEED = 123  # every agent and the random policy are scored on the same episodes
+
+
+def _metrics(ev: agents.Evaluation) -> dict[str, np.ndarray]:
+    """Per seed ``[S]``: mean return, mean optimal bound and their ratio."""
+    return {"return": ev.returns.mean(1), "optimal_bound": ev.optimal.mean(1),
+            "fraction_of_optimal": ev.fraction_of_optimal}
+
+
+def score(result: agents.TrainResult, episodes: int) -> dict[tuple, dict]:
     """Every seed's evaluation in each (split, greedy) cell: ``{cell: {metric: [S]}}``."""
     out = {}
     for split, greedy in CELLS:
-        fn = eqx.filter_jit(eqx.filter_vmap(
-            lambda m, s=split, g=greedy: muzero.evaluate(m, config, key, s, episodes, g)
-        ))
-        out[split, greedy] = {k: np.asarray(v) for k, v in fn(models).items()}
+        env, params = result.config.make_env(split=split)
+        ev = agents.evaluate(result, env, params, episodes, seed=EVAL_SEED, greedy=greedy)
+        out[split, greedy] = _metrics(ev)
     return out
 
 
-def random_score(config: muzero.MuZeroConfig, key, episodes: int) -> dict[str, dict]:
+def random_score(config: agents.AgentConfig, episodes: int) -> dict[str, dict]:
     """The uniformly random policy's evaluation on each split (the floor)."""
     out = {}
     for split in ("train", "test"):
-        env, params = muzero.make_env(config, split=split)
-        act = muzero.random_actions(env.num_actions(params))
-        res = jax.jit(lambda k, e=env, p=params, a=act: muzero.episode_returns(
-            e, p, a, k, episodes))(key)
-        out[split] = {k: float(v) for k, v in res.items()}
+        env, params = config.make_env(split=split)
+        ev = agents.evaluate(agents.random_policy(env.num_actions(params)), env, params,
+                             episodes, seed=EVAL_SEED)
+        out[split] = {k: float(v[0]) for k, v in _metrics(ev).items()}
     return out
-
-
-def _curves(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(env_steps [I], acting-policy episode return [I, S])`` from a training run's log."""
-    lines = (path / "metrics.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    return (np.array([r["env_steps"] for r in rows]),
-            np.array([r["episode_return"] for r in rows], dtype=float))
-
-
-def _smooth(x: np.ndarray, width: int) -> np.ndarray:
-    width = max(1, min(width, len(x)))
-    kernel = np.ones(width) / width
-    return np.stack([np.convolve(col, kernel, mode="valid") for col in x.T], axis=1)
 
 
 def _fmt(values) -> str:
@@ -142,17 +164,16 @@ def _plot(rundir: RunDir, curves, scores, rand, bound_train: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.5))
-    for label, (steps, ret) in curves.items():
-        sm = _smooth(ret, 10)
-        x = steps[len(steps) - len(sm):]
-        frac = sm / bound_train
-        (line,) = ax0.plot(x, frac.mean(1), label=f"{label} ({ret.shape[1]} seeds)")
-        ax0.fill_between(x, frac.min(1), frac.max(1), color=line.get_color(), alpha=0.2)
+    for label, (steps, ret) in curves.items():  # ret [S, C]: one value per seed and chunk
+        frac = ret / bound_train
+        (line,) = ax0.plot(steps, np.nanmean(frac, 0), label=f"{label} ({ret.shape[0]} seeds)")
+        ax0.fill_between(steps, np.nanmin(frac, 0), np.nanmax(frac, 0), color=line.get_color(),
+                         alpha=0.2)
     ax0.axhline(rand["train"]["fraction_of_optimal"], color="grey", ls=":", label="random policy")
     ax0.axhline(TARGET, color="black", ls="--", lw=0.8, label=f"target {TARGET:.0%}")
     ax0.set_xlabel("env steps")
     ax0.set_ylabel("episode return / mean optimal bound")
-    ax0.set_title("training rollouts (acting policy; 10-iteration mean, band = seeds)")
+    ax0.set_title("training rollouts (acting policy; mean per logged chunk, band = seeds)")
     ax0.legend(fontsize=7)
 
     names = list(scores)
@@ -181,16 +202,14 @@ def run(config: MuZeroOrchardConfig) -> RunDir:
     rundir.write_config(dataclasses.asdict(config))
     if config.resume:  # every row is logged again below
         rundir.clear_metrics()
-    key = jax.random.key(123)
     runs = config.runs()
-    rand = random_score(runs["main"][0], key, 4 * config.eval_episodes)
+    rand = random_score(runs["main"][0], 4 * config.eval_episodes)
     rundir.log_metrics({"stage": "random", **rand})
     curves, scores = {}, {}
     for label, (cfg, seeds) in runs.items():
-        path = rundir.path / "runs" / label
-        state = muzero.train(cfg, seeds, path, resume=config.resume)
-        curves[label] = _curves(path)
-        scores[label] = score(state.model, cfg, key, config.eval_episodes)
+        result = agents.train(cfg, seeds, rundir.path / "runs" / label, resume=config.resume)
+        curves[label] = result.curve("episode_return")
+        scores[label] = score(result, config.eval_episodes)
         for (split, greedy), res in scores[label].items():
             for i, s in enumerate(seeds):
                 rundir.log_metrics({
@@ -211,21 +230,23 @@ def run(config: MuZeroOrchardConfig) -> RunDir:
     )
     rand_row = (f"| random policy | | {rand['train']['fraction_of_optimal']:.1%} | | "
                 f"{rand['test']['fraction_of_optimal']:.1%} | |")
-    changes = "\n".join(f"- `{n}`: `MuZeroConfig.orchard()` with {CONTROLS[n]}"
+    changes = "\n".join(f"- `{n}`: the main configuration with {CONTROLS[n]}"
                         for n in config.controls)
     verdict = lambda ok: "**met**" if ok else "**not met**"
     main_cfg, main_seeds = runs["main"]
-    test_params = muzero.make_env(main_cfg, split="test")[1]
+    test_params = main_cfg.make_env(split="test")[1]
+    preset = ", ".join(f"{k}={v!r}" for k, v in ORCHARD.items())
     report = f"""# MuZero on Orchard-v0
 
-Main configuration: `MuZeroConfig.orchard()` with {config.num_iterations} iterations of
-{config.num_envs} envs x {main_cfg.rollout_len} steps
-({config.num_iterations * config.num_envs * main_cfg.rollout_len:,} env steps per seed),
+Main configuration: the Orchard preset (`agents.make("muzero", {preset})`) with
+{config.num_iterations} iterations of {config.num_envs} envs x {ROLLOUT_LEN} steps
+({main_cfg.total_steps:,} env steps per seed),
 {config.num_simulations} simulations, seeds {main_seeds}. Every agent is scored on
 {config.eval_episodes} fresh episodes per cell as return / optimal bound (sum of the
 episode's positive object values; no policy earns more). *acting*: the policy the
 learner acts with (root noise, action sampled from visit counts); *greedy*: the
-deterministic search. Cells show the mean over seeds (min-max).
+deterministic search. Cells show the mean over seeds (min-max). Each run's training
+directory (config, metrics, checkpoint) is `runs/<run>/`.
 
 ![curves and scores](muzero_orchard.png)
 
@@ -254,7 +275,7 @@ the random policy's.
         "runs": {
             label: {
                 "seeds": runs[label][1],
-                "config": dataclasses.asdict(runs[label][0]),
+                "config": runs[label][0].to_dict(),
                 **{f"{s}/{'greedy' if g else 'acting'}": {k: v.tolist() for k, v in r.items()}
                    for (s, g), r in scores[label].items()},
             }

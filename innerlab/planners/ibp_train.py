@@ -23,24 +23,20 @@ gradient step; its terms touch disjoint parameters:
 
 Continuous actions are explored with Gaussian noise (``action_noise``) added
 to the executed thrust (then clipped to the action box), so the model sees
-more than the controller's own actions. Everything runs in one
-``jit``-compiled ``lax.scan`` per logging chunk, ``vmap``-ped over seeds.
-``train`` adds a progress bar, ``metrics.jsonl`` (one row per seed and chunk),
-checkpoints (``eqx.tree_serialise_leaves`` + JSON) and resume.
+more than the controller's own actions. :func:`train_step` is one pure
+iteration of one seed (its state holds every PRNG key); ``innerlab.agents``
+(kind ``"ibp"``) runs it: jitted ``lax.scan`` chunks, seeds ``vmap``-ped,
+``metrics.jsonl``, checkpoints, resume and evaluation, like every agent.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
-from pathlib import Path
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from innerlab.envs import make
@@ -124,7 +120,7 @@ class IBPTrainConfig:
 
 
 class TrainState(eqx.Module):
-    """One seed's training state (``vmap``-ped over seeds by ``train``)."""
+    """One seed's training state (the agents driver ``vmap``-s it over seeds)."""
 
     ibp: IBP
     opt_state: Any
@@ -272,191 +268,3 @@ def train_step(config: IBPTrainConfig, ts: TrainState) -> tuple[TrainState, dict
         key=jax.random.key_data(key),
     )
     return new, metrics
-
-
-def train_chunk(config: IBPTrainConfig, states: TrainState) -> tuple[TrainState, dict]:
-    """``log_every`` iterations for every seed; metrics averaged over the chunk, ``[S]`` each."""
-
-    def one_seed(ts):
-        arrays, static = eqx.partition(ts, eqx.is_array)
-
-        def body(arr, _):
-            new, metrics = train_step(config, eqx.combine(arr, static))
-            return eqx.filter(new, eqx.is_array), metrics
-
-        arrays, metrics = jax.lax.scan(body, arrays, None, length=config.log_every)
-        weights = metrics.pop("episodes")
-        ep = jnp.sum(metrics.pop("episode_return") * weights) / jnp.maximum(jnp.sum(weights), 1)
-        summary = {k: jnp.mean(v) for k, v in metrics.items()}
-        summary["episode_return"] = ep
-        summary["task_loss"] = -ep
-        return eqx.combine(arrays, static), summary
-
-    return eqx.filter_vmap(one_seed)(states)
-
-
-_CHUNK_CACHE: dict[IBPTrainConfig, Any] = {}
-
-
-def _jitted_chunk(config: IBPTrainConfig):
-    key = dataclasses.replace(config, iterations=config.log_every)  # length is not compiled in
-    if key not in _CHUNK_CACHE:
-        _CHUNK_CACHE[key] = eqx.filter_jit(lambda s: train_chunk(key, s))
-    return _CHUNK_CACHE[key]
-
-
-def init_states(config: IBPTrainConfig, seeds: list[int] | tuple[int, ...]) -> TrainState:
-    """Training states for several seeds, stacked on a leading axis."""
-    if len(seeds) < 1:
-        raise ValueError("argument 'seeds' must name at least one seed")
-    keys = jnp.stack([jax.random.key(int(s)) for s in seeds])
-    return eqx.filter_vmap(lambda k: init_state(config, k))(keys)
-
-
-def save_checkpoint(directory: Path, states: TrainState, meta: dict[str, Any]) -> None:
-    """``checkpoint.eqx`` (Equinox leaves) and ``checkpoint.json`` (metadata) in ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / "checkpoint.eqx.tmp"
-    eqx.tree_serialise_leaves(tmp, states)
-    tmp.replace(directory / "checkpoint.eqx")
-    (directory / "checkpoint.json").write_text(json.dumps(meta, indent=2))
-
-
-def load_checkpoint(directory: Path, like: TrainState) -> tuple[TrainState, dict[str, Any]]:
-    """Inverse of ``save_checkpoint``; ``like`` fixes structure and shapes."""
-    meta = json.loads((Path(directory) / "checkpoint.json").read_text())
-    return eqx.tree_deserialise_leaves(Path(directory) / "checkpoint.eqx", like), meta
-
-
-@dataclasses.dataclass
-class TrainResult:
-    """Trained states (stacked over seeds) and the per-chunk metrics, each ``[S]``."""
-
-    states: TrainState
-    history: list[dict[str, Any]]
-    seeds: tuple[int, ...]
-
-    def ibp(self, seed_index: int) -> IBP:
-        return jax.tree.map(lambda x: x[seed_index] if eqx.is_array(x) else x, self.states.ibp)
-
-
-def train(
-    config: IBPTrainConfig,
-    seeds: tuple[int, ...] = (0,),
-    out_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    checkpoint_every: int = 0,
-) -> TrainResult:
-    """Train one IBP per seed (vmapped); log to ``out_dir/metrics.jsonl`` and checkpoint.
-
-    With ``resume=True`` and a checkpoint in ``out_dir`` (same config and
-    seeds, except that ``iterations`` may grow), training continues from it; the
-    result equals an uninterrupted run.
-    ``checkpoint_every``: chunks between checkpoints (0: only at the end).
-    """
-    seeds = tuple(int(s) for s in seeds)
-    states = init_states(config, seeds)
-    start, history = 0, []
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and resume and (out / "checkpoint.json").exists():
-        states, meta = load_checkpoint(out, states)
-        same = {**meta["config"], "iterations": config.iterations} == config.to_dict()
-        if not same or tuple(meta["seeds"]) != seeds or meta["iteration"] > config.iterations:
-            raise ValueError(
-                f"cannot resume from {out}: its config/seeds differ from the requested ones "
-                f"(only 'iterations' may grow; checkpoint at iteration {meta['iteration']})"
-            )
-        start, history = meta["iteration"], meta["history"]
-    chunk = _jitted_chunk(config)
-    n_chunks = config.iterations // config.log_every
-    done_chunks = start // config.log_every
-
-    def run_chunks(advance):
-        nonlocal states
-        for c in range(done_chunks, n_chunks):
-            t0 = time.perf_counter()
-            states, summary = chunk(states)
-            summary = jax.device_get(summary)
-            iteration = (c + 1) * config.log_every
-            row = {"iteration": iteration, "seconds": time.perf_counter() - t0,
-                   **{k: np.asarray(v).tolist() for k, v in summary.items()}}
-            history.append(row)
-            if out is not None:
-                with open(out / "metrics.jsonl", "a") as f:
-                    for i, s in enumerate(seeds):
-                        f.write(json.dumps({"iteration": iteration, "seed": s,
-                                            **{k: float(np.asarray(v)[i])
-                                               for k, v in summary.items()}}) + "\n")
-                last = c + 1 == n_chunks
-                if last or (checkpoint_every and (c + 1) % checkpoint_every == 0):
-                    save_checkpoint(out, states, {"iteration": iteration, "seeds": list(seeds),
-                                                  "config": config.to_dict(), "history": history})
-            advance(row)
-
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    if progress:
-        from rich.progress import Progress
-
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"IBP {config.strategy} n={config.max_imaginations}",
-                                total=n_chunks, completed=done_chunks)
-            run_chunks(lambda row: bar.update(
-                task, advance=1,
-                description=f"IBP it {row['iteration']} task loss "
-                            f"{np.mean(row['task_loss']):.3f}"))
-    else:
-        run_chunks(lambda row: None)
-    return TrainResult(states, history, seeds)
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def evaluate(ibp: IBP, env, params, key: Array, num_episodes: int = 256,
-             policy: str = "ibp") -> dict[str, Array]:
-    """Mean return, task loss and imaginations per real step over fresh episodes (jittable).
-
-    ``policy="ibp"`` plans with ``ibp`` (no exploration noise; discrete
-    actions are the controller's sample); ``policy="random"`` acts uniformly
-    at random (the control). Returns arrays ``return``/``task_loss``
-    (``[]`` means and ``returns [num_episodes]``) and ``imaginations``.
-    """
-    if policy not in ("ibp", "random"):
-        raise ValueError(f"argument 'policy' must be 'ibp' or 'random', got {policy!r}")
-    space = env.action_space(params)
-
-    def episode(k):
-        k_reset, k_run = jax.random.split(k)
-        obs, state = env.reset_env(k_reset, params)
-
-        def body(carry, k_t):
-            obs, state, ctx, done, ret, imag = carry
-            k_plan, k_env = jax.random.split(k_t)
-            if policy == "ibp":
-                trace = ibp.plan(obs, k_plan, state, ctx)
-                action = ibp.env_action(trace.action_vec)
-                n_imag = trace.imaginations
-            else:
-                action, trace, n_imag = space.sample(k_plan), None, jnp.zeros((), jnp.int32)
-            nobs, nstate, r, term, trunc, _ = env.step_env(k_env, state, action, params)
-            if trace is not None:
-                avec = jax.nn.one_hot(action, ibp.action_size) if ibp.discrete else action
-                feat = ibp.model.features(ibp.model.initial(nobs, nstate))
-                ctx = ibp.remember(trace.context, trace.real_features, avec, feat, r, 1.0)
-            live = ~done
-            ret = ret + jnp.where(live, r, 0.0)
-            imag = imag + jnp.where(live, n_imag, 0)
-            return (nobs, nstate, ctx, done | term | trunc, ret, imag), live
-
-        ctx0 = ibp.empty_context()
-        init = (obs, state, ctx0, jnp.bool_(False), jnp.zeros(()), jnp.zeros((), jnp.int32))
-        (_, _, _, _, ret, imag), live = jax.lax.scan(
-            body, init, jax.random.split(k_run, params.max_steps)
-        )
-        return ret, imag / jnp.maximum(jnp.sum(live), 1)
-
-    returns, imag = jax.vmap(episode)(jax.random.split(key, num_episodes))
-    return {"return": jnp.mean(returns), "task_loss": -jnp.mean(returns), "returns": returns,
-            "imaginations": jnp.mean(imag)}

@@ -254,7 +254,8 @@ def train(
                                                "chunks_done": done})
                 for row in rows:
                     run.log_metrics(row)
-            ret = np.nanmean([r["episode_return"] for r in rows]) if rows else math.nan
+            finite = [r["episode_return"] for r in rows if math.isfinite(r["episode_return"])]
+            ret = float(np.mean(finite)) if finite else math.nan
             bar.update(task, completed=done,
                        description=f"{config.kind} on {config.env}: return {ret:.2f}")
     return TrainResult(config, seeds, states, history, run)

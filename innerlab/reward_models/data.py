@@ -4,21 +4,21 @@ Two kinds of coverage are kept apart on purpose, so "on the training
 distribution" and "off it" are measured on different data:
 
 * ``collect_transitions`` / ``rollout``: what a policy (random, or a planner
-  later) actually visits in an env split: the training distribution.
+  later) actually visits in an env split: the training distribution. Both run
+  on the library's one rollout, :func:`innerlab.envs.rollout.rollout`.
 * ``sample_state_transitions`` / ``sample_state_batch``: ``env.sample_state``
   (any valid state, including ones training never reaches) with uniform
   actions, labelled by ``env.true_reward``: off-distribution coverage.
 
 Everything is pure and jittable; envs and batch dimensions are ``vmap``-ped
-and time is a ``lax.scan``. The replay buffer is a fixed-capacity ring of
-arrays (functional: ``add`` returns a new buffer); a small array buffer
+and time is a ``lax.scan`` (the one in ``envs.rollout``). The replay buffer is a
+fixed-capacity ring of arrays (functional: ``add`` returns a new buffer); a small array buffer
 was preferred to flashbax because it needs nothing beyond JAX and Equinox,
 stores exactly our ``Transitions``, and a ring write is one scatter.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
+
+from innerlab.envs import rollout as one_rollout
+from innerlab.envs.rollout import Policy, bind, random_policy  # noqa: F401 (re-exported)
 
 PolicyFn = Callable[[Array, Array], Array]
 
@@ -118,23 +121,39 @@ def check_transitions(
 
 
 # --------------------------------------------------------------------------- policies
+# ``random_policy`` is ``innerlab.envs.rollout.random_policy`` (re-exported: one random
+# policy in the library). Functions ``policy_fn(key, obs) -> action`` are still accepted
+# everywhere a policy is, and wrapped into a ``Policy`` by ``as_policy``.
 
 
-@dataclasses.dataclass(frozen=True)
-class RandomPolicy:
-    """Uniform over ``num_actions``: ``policy(key, obs) -> action []`` (hashable, so jit caches)."""
+def _fn_act(static: Any, batched: bool, arrays: Any, carry: Any, obs: Array, key: Array):
+    """``Policy.act`` of a wrapped ``policy_fn``: one key per env unless it is ``batched``."""
+    fn = eqx.combine(arrays, static)
+    if batched:
+        return carry, jnp.asarray(fn(key, obs))
+    keys = jax.random.split(key, jax.tree.leaves(obs)[0].shape[0])
+    return carry, jax.vmap(fn)(keys, obs)
 
-    num_actions: int
 
-    def __call__(self, key: Array, obs: Array) -> Int[Array, ""]:
-        return jax.random.randint(key, (), 0, self.num_actions, dtype=jnp.int32)
+def as_policy(policy_fn: PolicyFn | Policy, batched: bool = False) -> Policy:
+    """The ``Policy`` that acts like ``policy_fn``; a ``Policy`` is returned unchanged.
 
-
-def random_policy(num_actions: int) -> RandomPolicy:
-    """A uniform random policy over ``num_actions`` actions."""
-    if num_actions < 1:
-        raise ValueError(f"argument 'num_actions' must be >= 1, got {num_actions}")
-    return RandomPolicy(int(num_actions))
+    ``policy_fn(key, obs [H, W, C]) -> action []`` is vmapped over envs (one key
+    each); with ``batched=True`` it is ``policy_fn(key, obs [E, H, W, C]) -> action [E]``.
+    Its arrays (a model's weights) become the policy's traced ``params``, the rest
+    (a function, a module's structure) its static part, so two calls with one
+    ``policy_fn`` share a jit compilation.
+    """
+    if isinstance(policy_fn, Policy):
+        return policy_fn
+    if not callable(policy_fn):
+        raise TypeError(
+            "argument 'policy_fn' must be a Policy or a callable policy_fn(key, obs) -> action, "
+            f"got {type(policy_fn).__name__}"
+        )
+    arrays, static = eqx.partition(policy_fn, eqx.is_array)
+    name = getattr(policy_fn, "__name__", type(policy_fn).__name__)
+    return Policy(arrays, bind(_fn_act, static, bool(batched)), name=name)
 
 
 # --------------------------------------------------------------------------- rollouts
@@ -146,41 +165,17 @@ def _check_counts(**counts: int) -> None:
             raise ValueError(f"argument '{name}' must be an int >= 1, got {value!r}")
 
 
-@eqx.filter_jit
-def _rollout(env, params, policy_fn, key, num_envs: int, num_steps: int, batched: bool):
-    # The carry starts "done" with a placeholder state, so the only reset in the
-    # program is the auto-reset inside the scan (reset is the costly part to compile).
-    shapes = jax.eval_shape(lambda k: env.reset_env(k, params), jax.random.key(0))
-    zeros = jax.tree.map(lambda x: jnp.zeros((num_envs,) + x.shape, x.dtype), shapes)
-
-    def pick(done, a, b):
-        return jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)
-
-    def step(carry, key):
-        obs, state, need_reset = carry
-        k_reset, k_pol, k_step = jax.random.split(key, 3)
-        reset_obs, reset_state = jax.vmap(env.reset_env, in_axes=(0, None))(
-            jax.random.split(k_reset, num_envs), params
-        )
-        obs = pick(need_reset, reset_obs, obs)
-        state = jax.tree.map(lambda a, b: pick(need_reset, a, b), reset_state, state)
-        if batched:
-            action = policy_fn(k_pol, obs)
-        else:
-            action = jax.vmap(policy_fn)(jax.random.split(k_pol, num_envs), obs)
-        action = jax.vmap(lambda a: env.check_action(a, params))(jnp.asarray(action))
-        next_obs, next_state, reward, term, trunc, _ = jax.vmap(
-            env.step_env, in_axes=(0, 0, 0, None)
-        )(jax.random.split(k_step, num_envs), state, action, params)
-        done = term | trunc
-        out = Transitions(obs, action, reward.astype(jnp.float32), next_obs, done)
-        return (next_obs, next_state, done), (out, state, next_state)
-
-    init = (zeros[0], zeros[1], jnp.ones(num_envs, bool))
-    _, (trans, states, next_states) = jax.lax.scan(
-        step, init, jax.random.split(key, num_steps)
+def _transitions(traj: one_rollout.Trajectory) -> Transitions:
+    """The labelled transitions of a time-major ``Trajectory`` (``next_obs`` before any reset)."""
+    return Transitions(
+        traj.obs, traj.action, traj.reward.astype(jnp.float32), traj.next_obs, traj.done
     )
-    return trans, states, next_states
+
+
+@eqx.filter_jit
+def _rollout(env, params, policy: Policy, key, num_envs: int, num_steps: int):
+    traj = one_rollout.rollout(env, params, policy, key, num_envs, num_steps)
+    return _transitions(traj), traj.state, traj.next_state
 
 
 def rollout(
@@ -194,8 +189,13 @@ def rollout(
 ) -> tuple[Transitions, Any, Any]:
     """Run ``num_envs`` envs for ``num_steps`` steps with ``policy_fn`` (auto-reset).
 
+    A thin layer over :func:`innerlab.envs.rollout.rollout` (episodes start with
+    ``env.reset``, auto-resets go through ``env.reset_after``) that labels the
+    steps as ``Transitions``.
+
     Args:
-        policy_fn: ``policy_fn(key, obs [H, W, C]) -> action []`` (vmapped over envs), or with
+        policy_fn: a :class:`~innerlab.envs.rollout.Policy` (e.g. ``random_policy(n)``), or
+            ``policy_fn(key, obs [H, W, C]) -> action []`` (vmapped over envs), or with
             ``batched=True`` ``policy_fn(key, obs [E, H, W, C]) -> action [E]``.
 
     Returns:
@@ -203,7 +203,8 @@ def rollout(
         the env's state pytrees (ground truth for evaluation, e.g. ``env.true_reward``).
     """
     _check_counts(num_envs=num_envs, num_steps=num_steps)
-    return _rollout(env, params, policy_fn, key, int(num_envs), int(num_steps), bool(batched))
+    policy = as_policy(policy_fn, batched)
+    return _rollout(env, params, policy, key, int(num_envs), int(num_steps))
 
 
 def collect_transitions(

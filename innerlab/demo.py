@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from innerlab.envs import list_envs, make
-from innerlab.envs.core import Environment, EnvParams
+from innerlab.envs.core import Discrete, Environment, EnvParams
+from innerlab.envs.rollout import Policy, bind, random_policy, rollout
 from innerlab.rundir import RunDir
 
 __all__ = ["DemoConfig", "Episode", "random_episode", "run_demo", "save_strip"]
@@ -61,34 +62,47 @@ class Episode:
         return float(self.rewards.sum())
 
 
-def _rollout(env: Environment, params: EnvParams, key: jax.Array):
-    """A random-policy episode of ``params.max_steps`` steps, frozen once it ends.
+def _sample_act(space: Any, params: None, carry: tuple, obs: jax.Array, key: jax.Array):
+    """``Policy.act``: one uniform draw from ``space`` per env (continuous spaces too)."""
+    keys = jax.random.split(key, jax.tree.leaves(obs)[0].shape[0])
+    return carry, jax.vmap(space.sample)(keys)
 
-    Returns rendered frames ``[T+1, h, w, 3]``, rewards ``[T]`` (0 after the end)
-    and ``ended [T]`` / ``terminated [T]`` flags; ``T = params.max_steps``.
+
+def uniform_policy(env: Environment, params: EnvParams) -> Policy:
+    """Uniformly random actions in ``env``'s action space.
+
+    ``envs.rollout.random_policy`` for discrete actions; a draw from the box for
+    continuous ones (Spaceship), which ``random_policy`` does not cover.
     """
     space = env.action_space(params)
-    k_reset, k_run = jax.random.split(key)
-    _, state0 = env.reset(k_reset, params)
+    if isinstance(space, Discrete):
+        return random_policy(space.n)
+    return Policy(None, bind(_sample_act, space), name="random")
 
-    def body(carry, key):
-        state, ended = carry
-        k_act, k_step = jax.random.split(key)
-        _, nxt, reward, terminated, truncated, _ = env.step_env(
-            k_step, state, space.sample(k_act), params
-        )
-        nxt = jax.tree.map(lambda old, new: jnp.where(ended, old, new), state, nxt)
-        reward = jnp.where(ended, 0.0, reward)
-        terminated = terminated & ~ended
-        return (nxt, ended | terminated | truncated), (nxt, reward, ended, terminated)
 
-    keys = jax.random.split(k_run, params.max_steps)
-    _, (states, rewards, was_ended, terminated) = jax.lax.scan(
-        body, (state0, jnp.bool_(False)), keys
+def _first_episode(done: jax.Array) -> jax.Array:
+    """``ended [T]``: whether the first episode ended before step ``t`` (``done`` at ``< t``)."""
+    return jnp.cumsum(done) - done > 0
+
+
+def _rollout(env: Environment, params: EnvParams, key: jax.Array):
+    """A random-policy episode: the first episode of a ``params.max_steps``-step rollout.
+
+    Runs the library's one rollout (``envs.rollout.rollout``, one env). Returns
+    rendered frames ``[T+1, h, w, 3]`` (the start state, then each step's
+    successor before any reset), rewards ``[T]`` (0 after the end) and
+    ``ended [T]`` / ``terminated [T]`` flags; ``T = params.max_steps``. Frames
+    after the end show the next episode and are dropped by ``random_episode``.
+    """
+    traj = rollout(env, params, uniform_policy(env, params), key, 1, params.max_steps)
+    traj = jax.tree.map(lambda x: x[:, 0], traj)  # the one env
+    states = jax.tree.map(
+        lambda first, rest: jnp.concatenate([first[:1], rest]), traj.state, traj.next_state
     )
-    states = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), state0, states)
     frames = jax.vmap(lambda s: env.render_rgb(s, params))(states)
-    return frames, rewards, was_ended, terminated
+    ended = _first_episode(traj.done)
+    rewards = jnp.where(ended, 0.0, traj.reward)
+    return frames, rewards, ended, traj.terminated & ~ended
 
 
 # The demo runs each rollout once, so compile time is all that matters: XLA's

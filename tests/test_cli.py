@@ -99,6 +99,26 @@ def test_demo_writes_a_strip_per_env_and_an_index(tmp_path, capsys):
     assert str(tmp_path / "index.md") in out.replace("\n", "")
 
 
+@pytest.mark.parametrize(("name", "seed"), [("BoostChain-v0", 0), ("Spaceship-v0", 0)])
+def test_demo_episode_is_the_first_episode_of_the_one_rollout(name, seed):
+    """The demo's episode ends where episode_returns says (same policy and key), and its
+    frames are the start state plus one per step; continuous actions come from the box."""
+    import jax
+    import numpy as np
+
+    from innerlab.demo import random_episode, uniform_policy
+    from innerlab.envs.rollout import episode_returns
+
+    env, params = make(name)
+    key = jax.random.key(seed)
+    ep = random_episode(env, params, key)
+    ref = episode_returns(env, params, uniform_policy(env, params), key, 1)
+    assert ep.length == int(ref.lengths[0]) and len(ep.frames) == ep.length + 1
+    np.testing.assert_allclose(ep.ret, float(ref.returns[0]), rtol=1e-5)
+    _, state0 = env.reset(jax.random.split(jax.random.split(key)[0], 1)[0], params)
+    np.testing.assert_array_equal(ep.frames[0], np.asarray(env.render_rgb(state0, params)))
+
+
 def test_demo_rejects_unknown_env(tmp_path):
     with pytest.raises(KeyError, match="unknown environment.*'Nope-v0'"):
         main(["demo", "--out", str(tmp_path), "--envs", "Nope-v0"])

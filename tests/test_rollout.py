@@ -71,6 +71,10 @@ def test_episode_returns_masks_after_the_end(orchard):
     harmful = [np.asarray(traj.info["collected_harmful"])[: lengths[i], i].sum() for i in range(16)]
     np.testing.assert_allclose(ep.info["collected_harmful"], harmful)
     assert "discount" not in ep.info and "collected" not in ep.info  # only scalar entries
+    # Trajectory.first_episode is the same mask, for sums episode_returns does not make
+    mask = np.asarray(traj.first_episode)
+    np.testing.assert_array_equal(mask.sum(0), lengths)
+    np.testing.assert_allclose((mask * np.asarray(traj.reward)).sum(0), ep.returns, rtol=1e-6)
 
 
 def _last_reward_update(params, carry, action, next_obs, reward):

@@ -159,6 +159,14 @@ class Trajectory(eqx.Module):
     def done(self) -> Array:
         return self.terminated | self.truncated
 
+    @property
+    def first_episode(self) -> Array:
+        """``[T, E]`` bool: the steps of each env's first episode (up to and including its
+        first ``done``), the mask for per-episode sums of anything computed from the steps
+        (e.g. a learned reward of ``(obs, action)``) that ``episode_returns`` does not sum."""
+        done = self.done.astype(jnp.int32)
+        return jnp.cumsum(done, axis=0) - done == 0
+
 
 class Episodes(eqx.Module):
     """One whole episode per env, each leaf ``[N]``.

@@ -80,11 +80,6 @@ def uniform_policy(env: Environment, params: EnvParams) -> Policy:
     return Policy(None, bind(_sample_act, space), name="random")
 
 
-def _first_episode(done: jax.Array) -> jax.Array:
-    """``ended [T]``: whether the first episode ended before step ``t`` (``done`` at ``< t``)."""
-    return jnp.cumsum(done) - done > 0
-
-
 def _rollout(env: Environment, params: EnvParams, key: jax.Array):
     """A random-policy episode: the first episode of a ``params.max_steps``-step rollout.
 
@@ -95,12 +90,12 @@ def _rollout(env: Environment, params: EnvParams, key: jax.Array):
     after the end show the next episode and are dropped by ``random_episode``.
     """
     traj = rollout(env, params, uniform_policy(env, params), key, 1, params.max_steps)
+    ended = ~traj.first_episode[:, 0]
     traj = jax.tree.map(lambda x: x[:, 0], traj)  # the one env
     states = jax.tree.map(
         lambda first, rest: jnp.concatenate([first[:1], rest]), traj.state, traj.next_state
     )
     frames = jax.vmap(lambda s: env.render_rgb(s, params))(states)
-    ended = _first_episode(traj.done)
     rewards = jnp.where(ended, 0.0, traj.reward)
     return frames, rewards, ended, traj.terminated & ~ended
 

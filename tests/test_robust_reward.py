@@ -105,3 +105,32 @@ def test_cli_rejects_an_unsupported_env_before_training(monkeypatch, capsys):
 def test_supported_env_names_are_accepted():
     assert RobustRewardConfig(env="Orchard-v0").env == "Orchard-v0"
     assert RobustRewardConfig(env="innerlab/Orchard-v0").env == "innerlab/Orchard-v0"
+
+
+def test_agent_rollout_sums_the_first_episode_of_the_one_rollout():
+    """True return and harm are episode_returns' for the same MCTS policy and key; the
+    learned return sums the ensemble's reward over the same steps (an oracle ensemble
+    learns the true return exactly)."""
+    import jax
+    import numpy as np
+
+    import innerlab.envs as envs
+    from innerlab.envs.rollout import episode_returns
+    from innerlab.planners.mcts import MCTSLayer
+    from innerlab.recipes.robust_reward import agent_rollout, planner_policy
+    from innerlab.testing.oracle import OracleRewardModel
+
+    env, params = envs.make("Orchard-v0", split="test", height=5, width=5, n_objects=3,
+                            max_steps=12)
+    oracle = OracleRewardModel(env, params, num_members=2)
+    key = jax.random.key(0)
+    got = agent_rollout(oracle, env, params, key, 4, 2, "mean")
+    layer = MCTSLayer(oracle, 2, env=env, env_params=params, reward="model", how="mean")
+    ref = episode_returns(env, params, planner_policy(layer), key, 4)
+    np.testing.assert_allclose(got["true_return"], ref.returns.mean(), rtol=1e-6)
+    np.testing.assert_allclose(got["harmful_collected"],
+                               ref.info["collected_harmful"].mean(), rtol=1e-6)
+    np.testing.assert_allclose(got["learned_return"], got["true_return"], rtol=1e-6)
+    assert float(got["true_return"]) != 0.0  # the planner collected something
+    oracle_env = agent_rollout(None, env, params, key, 4, 2, "mean", reward="env")
+    assert float(oracle_env["learned_return"]) == 0.0

@@ -47,6 +47,7 @@ from innerlab.adversary.retrain import (
     labelled_data,
     train_ensemble,
 )
+from innerlab.envs.rollout import Policy, random_policy, rollout
 from innerlab.planners.mcts import MCTSLayer
 from innerlab.protocols import GridEnv, require
 from innerlab.recipes import RecipeConfig, register_recipe
@@ -54,7 +55,6 @@ from innerlab.reward_models import RewardModel, aggregate
 from innerlab.reward_models.data import (
     Transitions,
     collect_transitions,
-    random_policy,
     sample_state_transitions,
 )
 from innerlab.reward_models.evaluate import evaluate_objective
@@ -177,43 +177,41 @@ def reward_metrics(model, data: Transitions, how: str) -> dict[str, jax.Array]:
     }
 
 
+def _plan(layer: MCTSLayer, carry: tuple, states: Any, key: jax.Array):
+    """``Policy.act`` of the MCTS agent: plan from the env states ``[E]`` (true dynamics)."""
+    return carry, layer(states, key).action
+
+
+def planner_policy(layer: MCTSLayer) -> Policy:
+    """The MCTS agent as a ``Policy`` that reads env states (``observes="state"``)."""
+    return Policy(layer, _plan, observes="state", name="mcts")
+
+
 @eqx.filter_jit
 def agent_rollout(model, env, params, key, num_envs: int, num_simulations: int, how: str,
                   reward: str = "model") -> dict[str, jax.Array]:
     """One episode per env with MCTS on true dynamics: mean true return, learned return, harm.
 
     ``reward="model"`` plans with the ensemble's aggregated reward;
-    ``reward="env"`` is the oracle planner with the true reward.
+    ``reward="env"`` is the oracle planner with the true reward (learned return 0).
+    Runs the one rollout (``envs.rollout.rollout``) for ``params.max_steps`` steps
+    and sums over each env's first episode (``Trajectory.first_episode``): the true
+    return and harm are ``episode_returns``' for the same policy and key; the learned
+    return is the ensemble's aggregated reward of the same ``(obs, action)`` steps.
     """
     layer = MCTSLayer(model if reward == "model" else None, num_simulations, env=env,
                       env_params=params, reward=reward, how=how)
-    k_reset, k_run = jax.random.split(key)
-    obs, states = jax.vmap(lambda k: env.reset(k, params))(jax.random.split(k_reset, num_envs))
-
-    def step(carry, k):
-        obs, states, done, ret, learned, harm = carry
-        k_plan, k_step = jax.random.split(k)
-        action = layer(states, k_plan).action
-        if reward == "model":
-            pred = aggregate(jax.vmap(model)(obs, action), how)
-        else:
-            pred = jnp.zeros(num_envs)
-        obs2, states2, r, term, trunc, info = jax.vmap(
-            lambda kk, s, a: env.step_env(kk, s, a, params)
-        )(jax.random.split(k_step, num_envs), states, action)
-        live = ~done
-        ret = ret + jnp.where(live, r, 0.0)
-        learned = learned + jnp.where(live, pred, 0.0)
-        harm = harm + jnp.where(live, info["collected_harmful"].astype(jnp.float32), 0.0)
-        return (obs2, states2, done | term | trunc, ret, learned, harm), None
-
-    zeros = jnp.zeros(num_envs)
-    init = (obs, states, jnp.zeros(num_envs, bool), zeros, zeros, zeros)
-    (_, _, _, ret, learned, harm), _ = jax.lax.scan(
-        step, init, jax.random.split(k_run, params.max_steps)
-    )
-    return {"true_return": ret.mean(), "learned_return": learned.mean(),
-            "harmful_collected": harm.mean()}
+    traj = rollout(env, params, planner_policy(layer), key, num_envs, params.max_steps)
+    live = traj.first_episode.astype(jnp.float32)  # [T, E]
+    if reward == "model":
+        pred = aggregate(jax.vmap(jax.vmap(model))(traj.obs, traj.action), how)  # [T, E]
+    else:
+        pred = jnp.zeros_like(live)
+    harm = traj.info["collected_harmful"].astype(jnp.float32)
+    per_env = lambda x: jnp.sum(live * x, axis=0)  # noqa: E731
+    return {"true_return": per_env(traj.reward).mean(),
+            "learned_return": per_env(pred).mean(),
+            "harmful_collected": per_env(harm).mean()}
 
 
 def _stack(models: list[Any]) -> Any:
@@ -573,4 +571,6 @@ register_recipe(
     "retraining (input-space, latent, and a random-label control).",
 )
 
-__all__ = ["RobustRewardConfig", "agent_rollout", "reward_metrics", "run"]
+__all__ = [
+    "RobustRewardConfig", "agent_rollout", "planner_policy", "reward_metrics", "run",
+]

@@ -109,3 +109,15 @@ def test_bad_input_is_named(orchard):
         Policy(None, _act_on_last_reward, observes="pixels")
     with pytest.raises(ValueError, match="num_actions"):
         random_policy(0)
+
+
+def test_rollout_can_start_from_given_states(orchard):
+    """``start``: the first observations are ``env.observe`` of the given states."""
+    env, params = orchard
+    keys = jax.random.split(jax.random.key(7), 3)
+    start = jax.vmap(lambda k: env.sample_state(k, params))(keys)
+    traj = rollout(env, params, random_policy(4), jax.random.key(1), 3, 4, start=start)
+    np.testing.assert_array_equal(traj.state.agent[0], start.agent)
+    np.testing.assert_array_equal(traj.obs[0], jax.vmap(env.observe, (0, None))(start, params))
+    with pytest.raises(ValueError, match="'start' must be a batch of num_envs=2"):
+        rollout(env, params, random_policy(4), jax.random.key(1), 2, 4, start=start)

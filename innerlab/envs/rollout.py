@@ -196,6 +196,17 @@ def _check_policy(policy: Any) -> Policy:
     return policy
 
 
+def _check_start(start: Any, num_envs: int) -> Any:
+    """``start`` if it is a batch of ``num_envs`` states (every leaf's leading axis)."""
+    sizes = {tuple(jnp.shape(x))[:1] for x in jax.tree.leaves(start)}
+    if sizes != {(num_envs,)}:
+        raise ValueError(
+            f"argument 'start' must be a batch of num_envs={num_envs} env states (leading "
+            f"axis {num_envs} on every leaf), got leading shapes {sorted(sizes)}"
+        )
+    return start
+
+
 def _select(mask: Array, new: Any, old: Any) -> Any:
     """Per-env ``where`` on pytrees whose leaves have a leading env axis."""
     return jax.tree.map(
@@ -231,16 +242,25 @@ def rollout(
     key: Array,
     num_envs: int,
     num_steps: int,
+    start: Any = None,
 ) -> Trajectory:
     """Run ``policy`` for ``num_steps`` steps in ``num_envs`` auto-resetting envs.
 
-    Every env starts a fresh episode; the policy's memory is reset wherever an
-    episode ends. Returns a time-major :class:`Trajectory` ``[T, E, ...]``.
+    Every env starts a fresh episode (``env.reset``), or, given ``start`` (a batch
+    of ``num_envs`` env states), from those states, observed with ``env.observe``
+    (property tests roll forward from drawn states). The policy's memory is reset
+    wherever an episode ends. Returns a time-major :class:`Trajectory` ``[T, E, ...]``.
     """
     policy = _check_policy(policy)
     num_envs, num_steps = _check_count("num_envs", num_envs), _check_count("num_steps", num_steps)
     k_reset, k_run = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), params)
+    if start is None:
+        obs, state = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(k_reset, num_envs), params
+        )
+    else:
+        state = _check_start(start, num_envs)
+        obs = jax.vmap(env.observe, in_axes=(0, None))(state, params)
     carry0 = policy.initial_carry(num_envs)
 
     def step(c, k):

@@ -1,0 +1,138 @@
+"""Sweeps (innerlab.agents.sweep): one tidy table from a grid of cells x seeds; a sweep killed
+between cells or mid-training resumes to the same table; a directory of another sweep is
+refused; bad options name themselves. The Ray backend runs where Ray is installed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+import innerlab.agents as agents
+from innerlab.agents.sweep import Cell, load_rows, read_csv, run_sweep, write_csv
+
+TINY = agents.make(
+    "ppo-lstm", env="ProxyMaze-v0", env_overrides={"height": 5, "width": 5, "max_steps": 8},
+    egocentric=True, width=8, num_envs=4, num_steps=8, num_minibatches=1, update_epochs=1,
+    total_steps=4 * 8 * 4, log_every=2,
+)
+SEEDS = [0, 1]
+
+
+def _cells():
+    # the same config under two labels: the machinery is under test, and one compilation
+    return [Cell("a", TINY, (("lr", "x"), ("width", 8))), Cell("b", TINY, {"lr": "y", "width": 8})]
+
+
+def measure(result, cell):
+    """Per seed: the last logged return and a fingerprint of the trained parameters."""
+    import equinox as eqx
+    import jax
+
+    rows = []
+    for i, seed in enumerate(result.seeds):
+        leaves = jax.tree.leaves(eqx.filter(result.state(seed), eqx.is_inexact_array))
+        rows.append({"seed": seed, "env_steps": result.env_steps,
+                     "fingerprint": float(sum(np.abs(np.asarray(x)).sum() for x in leaves)),
+                     "episode_return": result.curve()[1][i, -1]})
+    return rows
+
+
+class Counting:
+    def __init__(self, fail_on: str | None = None):
+        self.calls, self.fail_on = [], fail_on
+
+    def __call__(self, result, cell):
+        if cell.label == self.fail_on:
+            raise KeyboardInterrupt("killed")
+        self.calls.append(cell.label)
+        return measure(result, cell)
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep") / "fresh"
+    return run_sweep(_cells(), SEEDS, out, measure, progress=False)
+
+
+def test_one_tidy_row_per_cell_and_seed(fresh):
+    assert [(r["label"], r["seed"]) for r in fresh.rows] == [("a", 0), ("a", 1), ("b", 0),
+                                                            ("b", 1)]
+    assert fresh.column("lr") == ["x", "x", "y", "y"]
+    assert all(r["env_steps"] == TINY.total_steps for r in fresh.rows)
+    table = read_csv(fresh.csv)
+    assert [(r["label"], r["seed"], r["width"]) for r in table] == [
+        (r["label"], r["seed"], r["width"]) for r in fresh.rows]
+    assert load_rows(fresh.path) == fresh.rows
+    # seeds differ, and the same seed trained in two cells gives the same agent
+    fp = {(r["label"], r["seed"]): r["fingerprint"] for r in fresh.rows}
+    assert fp["a", 0] != fp["a", 1] and fp["a", 0] == fp["b", 0]
+
+
+def test_killed_between_cells_resumes_to_the_same_table(fresh, tmp_path):
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_cells(), SEEDS, out, Counting(fail_on="b"), progress=False)
+    assert (out / "cells/a/rows.jsonl").exists() and not (out / "cells/b/rows.jsonl").exists()
+    again = Counting()
+    result = run_sweep(_cells(), SEEDS, out, again, progress=False)
+    assert again.calls == ["b"], "the finished cell must not run again"
+    assert result.csv.read_bytes() == fresh.csv.read_bytes()
+
+
+def test_killed_mid_training_resumes_from_the_checkpoint(fresh, tmp_path):
+    out = tmp_path / "mid"
+    agents.train(TINY, SEEDS, out / "cells/a/agent", max_chunks=1, progress=False)
+    result = run_sweep(_cells(), SEEDS, out, measure, progress=False)
+    assert result.csv.read_bytes() == fresh.csv.read_bytes()
+
+
+def test_refuses_a_directory_of_another_sweep(fresh):
+    with pytest.raises(ValueError, match="seeds"):
+        run_sweep(_cells(), [0, 1, 2], fresh.path, measure, progress=False)
+    other = Cell("a", dataclasses.replace(TINY, width=16))
+    with pytest.raises(ValueError, match="cell 'a'"):
+        run_sweep([other], SEEDS, fresh.path, measure, progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"backend": "spark"}, "backend"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"seeds": []}, "seeds"),
+        ({"cells": []}, "cells"),
+        ({"cells": [Cell("a", TINY), Cell("a", TINY)]}, "repeats"),
+        ({"measure": 3}, "measure"),
+    ],
+)
+def test_bad_options_are_named(tmp_path, kwargs, named):
+    args = {"cells": _cells(), "seeds": SEEDS, "out": tmp_path / "s", "measure": measure,
+            **kwargs}
+    with pytest.raises((ValueError, TypeError), match=named):
+        run_sweep(**args)
+
+
+def test_bad_cells_are_named():
+    with pytest.raises(ValueError, match="label"):
+        Cell("../x", TINY)
+    with pytest.raises(TypeError, match="config"):
+        Cell("x", {"kind": "ppo-lstm"})
+
+
+def test_csv_round_trip(tmp_path):
+    rows = [{"a": 1, "b": 0.5, "c": "x", "d": True}, {"a": 2, "b": math.nan, "e": False}]
+    back = read_csv(write_csv(rows, tmp_path / "t.csv"))
+    assert back[0] == {"a": 1, "b": 0.5, "c": "x", "d": True, "e": ""}
+    assert back[1]["a"] == 2 and math.isnan(back[1]["b"]) and back[1]["e"] is False
+    assert json.loads(json.dumps(back[0]))
+
+
+def test_ray_backend_gives_the_local_table(fresh, tmp_path):
+    pytest.importorskip("ray.tune")
+    result = run_sweep(_cells(), SEEDS, tmp_path / "ray", measure, backend="ray", progress=False,
+                       resources={"cpu": 1})
+    assert result.csv.read_bytes() == fresh.csv.read_bytes()

@@ -143,6 +143,23 @@ def test_trajectories_and_pairs_follow_env_step(orchard):
     check_pairs()
 
 
+def test_rollouts_stop_before_the_end_and_trajectories_reset_after_it():
+    """Drawn-action replays on the one rollout: a state rolled forward never steps into the
+    end of its episode; a trajectory's state after a done is a fresh episode."""
+    env, params = envs.make("Orchard-v0", height=5, width=5, n_objects=3, max_steps=4)
+    actions = np.zeros(10, np.int32)  # more steps than an episode has
+    for n in (0, 2, 10):
+        state = S._rollout_fn(env, params)(3, actions, n)
+        assert int(GridEnvironment.grid_of(state).time) == min(n, params.max_steps - 1)
+    start = env.reset(jax.random.key(0), params)[1]
+    traj = S._trajectory_fn(env, params)(5, start, actions)
+    time = np.asarray(GridEnvironment.grid_of(traj.states).time)
+    dones = np.asarray(traj.dones)
+    assert dones.any() and time.shape == (11,)
+    np.testing.assert_array_equal(time[1:][dones], 0)
+    np.testing.assert_array_equal(time[1:][~dones], time[:-1][~dones] + 1)
+
+
 def test_continuous_actions_lie_in_the_box():
     env, params = envs.make("Spaceship-v0")
     space = env.action_space(params)

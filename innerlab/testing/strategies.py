@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 import innerlab.envs as envs
 from innerlab.envs.core import Box, Discrete, Environment, EnvParams
 from innerlab.envs.grid import MOVE_NAMES, MOVES, GridEnvironment, GridState
+from innerlab.envs.rollout import Policy, rollout
 from innerlab.protocols import GridEnv, require
 
 DISTRIBUTIONS = ("train", "test", "any")
@@ -117,50 +118,63 @@ def _host_template(env: Environment, params: EnvParams, seed: int) -> Any:
     return jax.device_get(_sample_state_fn(env, params)(seed))
 
 
+def _replay(actions: jax.Array, t: jax.Array, obs: Any, key: jax.Array):
+    """``Policy.act`` replaying ``actions [T, ...]`` open loop: step ``t`` plays ``actions[t]``."""
+    return t + 1, actions[t]
+
+
+def _replay_init(actions: jax.Array, num_envs: int) -> jax.Array:
+    return jnp.zeros(num_envs, jnp.int32)
+
+
+def _replay_policy(actions: Any) -> Policy:
+    """A ``Policy`` for one env that plays the drawn ``actions [T, ...]`` in order.
+
+    Its memory is the step count, so the rollout's episode-start reset replays
+    from ``actions[0]`` again; the strategies only read the first episode.
+    """
+    return Policy(jnp.asarray(actions), _replay, _replay_init, name="replay")
+
+
 @functools.cache
 def _rollout_fn(env: Environment, params: EnvParams):
-    """``(seed, actions [T], n) -> state``: ``n`` steps from a reset, never into termination."""
+    """``(seed, actions [T], n) -> state``: ``n`` steps from a reset, never into termination.
 
-    def rollout(seed, actions, n):
-        obs, state = env.reset(jax.random.key(seed), params)
+    One rollout of ``T`` steps (``envs.rollout.rollout``, one env); the state kept
+    is the one before step ``min(n, first step that ends the episode)``.
+    """
 
-        def body(carry, xs):
-            state, stopped = carry
-            t, action, key = xs
-            _, nxt, _, terminated, truncated, _ = env.step_env(key, state, action, params)
-            keep = stopped | (t >= n) | terminated | truncated
-            state = jax.tree.map(lambda a, b: jax.lax.select(keep, a, b), state, nxt)
-            return (state, keep), None
+    def run(seed, actions, n):
+        traj = rollout(env, params, _replay_policy(actions), jax.random.key(seed), 1, len(actions))
+        done = traj.done[:, 0]
+        stop = jnp.where(jnp.any(done), jnp.argmax(done), len(actions))
+        states = jax.tree.map(
+            lambda s, last: jnp.concatenate([s[:, 0], last[-1:, 0]]), traj.state, traj.next_state
+        )  # [T + 1]: before each step, then after the last one
+        return jax.tree.map(lambda x: x[jnp.minimum(n, stop)], states)
 
-        keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 1), actions.shape[0])
-        steps = jnp.arange(actions.shape[0])
-        (state, _), _ = jax.lax.scan(body, (state, jnp.bool_(False)), (steps, actions, keys))
-        return state
-
-    return jax.jit(rollout)
+    return jax.jit(run)
 
 
 @functools.cache
 def _trajectory_fn(env: Environment, params: EnvParams):
-    """``(seed, start_state, actions [T]) -> Trajectory`` with auto-reset (``env.step``)."""
+    """``(seed, start_state, actions [T]) -> Trajectory`` with auto-reset (``envs.rollout``)."""
 
     def run(seed, start, actions):
-        keys = jax.random.split(jax.random.key(seed), actions.shape[0])
-
-        def body(state, xs):
-            key, action = xs
-            obs, nxt, reward, terminated, truncated, _ = env.step(key, state, action, params)
-            return nxt, (nxt, obs, reward, terminated | truncated)
-
-        _, (states, obs, rewards, dones) = jax.lax.scan(body, start, (keys, actions))
-        all_states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s]), start, states)
-        obs0 = env.observe(start, params)
+        # one step more than drawn, so the state after the last drawn action (a fresh
+        # episode where it ended one) is the rollout's last pre-step state
+        padded = jnp.concatenate([actions, jnp.zeros_like(actions[:1])])
+        first = jax.tree.map(lambda x: x[None], start)
+        traj = rollout(env, params, _replay_policy(padded), jax.random.key(seed), 1,
+                       len(padded), start=first)
+        one = jax.tree.map(lambda x: x[:, 0], traj)
+        t = len(actions)
         return Trajectory(
-            states=all_states,
-            obs=jnp.concatenate([obs0[None], obs]),
+            states=one.state,
+            obs=one.obs,
             actions=actions,
-            rewards=rewards,
-            dones=dones,
+            rewards=one.reward[:t],
+            dones=one.done[:t],
         )
 
     return jax.jit(run)

@@ -34,6 +34,16 @@ of the far wall are distinct cells. The corner is itself on the far wall (a
 corner is where two walls meet), so reaching it also counts as reaching the
 far wall; :func:`classify_proxy` attributes such a step to the corner.
 
+**Pairwise conflicts.** ``conflict="<a>-<b>"`` (one of :data:`CONFLICTS`, e.g.
+``"colour-corner"``) keeps only candidates ``a`` and ``b`` apart in the test
+split and removes the other two, so a single pairwise preference is measured:
+without ``colour`` object 0 keeps its (non-goal) colour, without ``shape``
+object 1 keeps its (non-goal) shape, without ``corner`` the corner cell is a
+wall, and without ``far_wall`` the far column is wall except the corner (as in
+training; the corner then still counts as the corner). Agent and objects are
+placed exactly as in the plain test split from the same key. ``conflict=""``
+(default) is the plain test split; the train split takes no conflict.
+
 Slots: object 0 is the colour target, object 1 the shape target (in train,
 object 0 is the goal object on the corner and object 1 an ordinary
 distractor), objects ``2..`` are distractors. The agent and the distractors
@@ -60,7 +70,9 @@ CANDIDATES: tuple[str, ...] = ("colour", "shape", "corner", "far_wall")
 COLOUR, SHAPE, CORNER, FAR_WALL = range(len(CANDIDATES))
 PROXY_NONE = -1
 PROXY_AMBIGUOUS = -2
-
+CONFLICTS: tuple[str, ...] = tuple(
+    f"{a}-{b}" for i, a in enumerate(CANDIDATES) for b in CANDIDATES[i + 1 :]
+)
 
 
 class ProxyMazeParams(EnvParams):
@@ -76,7 +88,9 @@ class ProxyMazeParams(EnvParams):
     step_cost: float = eqx.field(static=True, default=0.0)
     end_on_any: bool = eqx.field(static=True, default=True)
     max_steps: int = eqx.field(static=True, default=30)
+    conflict: str = eqx.field(static=True, default="")
 
+    SPLIT_FIELDS = ("conflict",)
     n_colours = len(grid.COLOUR_NAMES)
     n_shapes = len(grid.SHAPE_NAMES)
     n_sizes = 1
@@ -96,6 +110,25 @@ class ProxyMazeParams(EnvParams):
                 f"param 'true_objective' must be one of {CANDIDATES}, "
                 f"got {self.true_objective!r}"
             )
+        if self.conflict and self.conflict not in CONFLICTS:
+            raise ValueError(
+                f"param 'conflict' must be '' (all four candidates apart) or one of "
+                f"{CONFLICTS}, got {self.conflict!r}"
+            )
+        if self.conflict and self.split != "test":
+            raise ValueError(
+                f"param 'conflict' applies to the test split only; with split={self.split!r} "
+                f"it must be '', got {self.conflict!r}"
+            )
+
+    @property
+    def present(self) -> tuple[bool, ...]:
+        """Which candidates the layout offers, in the order of :data:`CANDIDATES`
+        (all four unless ``conflict`` names a pair)."""
+        if not self.conflict:
+            return (True,) * len(CANDIDATES)
+        a, b = self.conflict.split("-")
+        return tuple(c in (a, b) for c in CANDIDATES)
 
     @property
     def true_index(self) -> int:
@@ -120,12 +153,17 @@ class ProxyMazeState(eqx.Module):
 
 
 def maze_walls(params: ProxyMazeParams, split: str | None = None) -> Bool[Array, "H W"]:
-    """Border walls; in the train split also the far column except the corner."""
+    """Border walls; in the train split also the far column except the corner. In the
+    test split a ``conflict`` without ``far_wall`` walls the far column except the
+    corner, and one without ``corner`` walls the corner cell."""
     split = params.split if split is None else split
     walls = np.zeros((params.height, params.width), bool)
     walls[0, :] = walls[-1, :] = walls[:, 0] = walls[:, -1] = True
-    if split == "train":
+    present = dict(zip(CANDIDATES, params.present, strict=True))
+    if split == "train" or (params.conflict and not present["far_wall"]):
         walls[1 : params.height - 2, params.width - 2] = True
+    if split == "test" and not present["corner"]:
+        walls[params.corner] = True
     return jnp.asarray(walls)
 
 
@@ -223,8 +261,11 @@ class ProxyMaze(grid.GridEnvironment):
             colour = colour.at[0].set(params.goal_colour)
             shape = shape.at[0].set(params.goal_shape)
         else:
-            colour = colour.at[0].set(params.goal_colour)
-            shape = shape.at[1].set(params.goal_shape)
+            present = dict(zip(CANDIDATES, params.present, strict=True))
+            if present["colour"]:
+                colour = colour.at[0].set(params.goal_colour)
+            if present["shape"]:
+                shape = shape.at[1].set(params.goal_shape)
         g = grid.GridState(
             agent=cells[0],
             walls=walls,

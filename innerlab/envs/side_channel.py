@@ -49,6 +49,15 @@ At reset there is no previous reward: ``previous`` mode treats it as 0 and
 passes it through the same modification (so ``constant`` shows ``constant``,
 ``random_net`` shows ``f(0)``, ``noise`` shows pure noise).
 
+``access`` says whether the channel is free to see. ``"always"`` (the default):
+it is in every observation. ``"read"``: the agent has to work for it. The action
+space doubles: action ``a < A`` is the inner action ``a``; action ``A + a`` is the
+inner action ``a`` *and a read*, which costs ``read_cost`` (subtracted from the
+reward the env returns, like a step cost) and makes the channel visible in the
+observation that follows. Otherwise the channel planes are 0 (they are 0 after a
+reset too). ``info["read"]`` is 1 on a step that read, so an episode's sum is the
+number of reads.
+
 The wrapper's ``split`` and ``max_steps`` are the inner env's:
 ``make("OrchardSideChannel-v0", split="test", n_objects=3)`` forwards params the
 wrapper does not have to the inner params.
@@ -80,6 +89,7 @@ MODIFICATIONS: tuple[str, ...] = (
     "random_net",
     "replace",
 )
+ACCESS: tuple[str, ...] = ("always", "read")
 _SHARED = ("split", "max_steps")
 
 
@@ -98,6 +108,8 @@ class SideChannelParams(EnvParams):
     seed: int = eqx.field(static=True, default=0)
     net_width: int = eqx.field(static=True, default=16)
     replacement: EnvParams | Callable | None = eqx.field(static=True, default=None)
+    access: str = eqx.field(static=True, default="always")
+    read_cost: float = eqx.field(static=True, default=0.1)
 
     def check_values(self) -> None:
         # the inner params first: the checks below compare split/max_steps with them
@@ -125,6 +137,14 @@ class SideChannelParams(EnvParams):
                 f"inconsistent params: modification={self.modification!r} needs mode "
                 "'previous' or 'next' (mode 'none' shows no reward to modify)"
             )
+        if self.access not in ACCESS:
+            raise ValueError(f"param 'access' must be one of {ACCESS}, got {self.access!r}")
+        if self.mode == "none" and self.access != "always":
+            raise ValueError(
+                f"inconsistent params: access={self.access!r} needs mode 'previous' or 'next' "
+                "(mode 'none' has no channel to read)"
+            )
+        check_range(self, "read_cost", 0.0)
         check_range(self, "noise_std", 0.0)
         check_range(self, "seed", 0)
         check_range(self, "net_width", 1)
@@ -225,25 +245,45 @@ class SideChannel(Environment):
         return side_channel_params(self.env.default_params)
 
     def num_actions(self, params=None) -> int:
+        """The inner env's ``A`` actions; ``2 A`` with ``access="read"`` (move; move and read)."""
+        params = self.resolve_params(params)
+        moves = self.num_moves(params)
+        return 2 * moves if params.access == "read" else moves
+
+    def num_moves(self, params=None) -> int:
+        """``A``, the inner env's number of actions."""
         return self.env.num_actions(self.resolve_params(params).inner)
 
+    def split_action(self, action, params: SideChannelParams):
+        """``(inner action, read)`` of a wrapper action (``read`` is False unless
+        ``access="read"``)."""
+        if params.access != "read":
+            return action, jnp.bool_(False)
+        moves = self.num_moves(params)
+        return action % moves, action >= moves
+
     def check_action(self, action, params: SideChannelParams):
+        if params.access == "read":
+            return super().check_action(action, params)
         return self.env.check_action(action, params.inner)
 
     def action_space(self, params=None):
-        return self.env.action_space(self.resolve_params(params).inner)
+        params = self.resolve_params(params)
+        if params.access == "read":
+            return super().action_space(params)
+        return self.env.action_space(params.inner)
 
     def num_planes(self, params=None) -> int:
-        """``P``: 0 (mode none), 1 (previous) or the number of actions (next)."""
+        """``P``: 0 (mode none), 1 (previous) or the inner env's number of actions (next)."""
         params = self.resolve_params(params)
-        return {"none": 0, "previous": 1, "next": self.num_actions(params)}[params.mode]
+        return {"none": 0, "previous": 1, "next": self.num_moves(params)}[params.mode]
 
     # -- the observed values -------------------------------------------------------------
     def _source(self, inner_state, actions, params: SideChannelParams) -> Float[Array, " P"]:
         """Reward of each of ``actions`` in ``inner_state`` before the value transform:
         of ``perm[a]`` for shuffle, under the replacement reward for replace."""
         if params.modification == "shuffle":
-            perm = shuffle_permutation(self.num_actions(params), params.seed)
+            perm = shuffle_permutation(self.num_moves(params), params.seed)
             actions = jnp.asarray(perm)[actions]
         if params.modification == "replace" and not isinstance(params.replacement, EnvParams):
             fn = lambda a: params.replacement(inner_state, a, params.inner)
@@ -267,7 +307,7 @@ class SideChannel(Environment):
     def _next_channel(self, key, inner_state, params: SideChannelParams):
         if params.mode != "next":
             return None
-        actions = jnp.arange(self.num_actions(params))
+        actions = jnp.arange(self.num_moves(params))
         return self._transform(self._source(inner_state, actions, params), key, params)
 
     def _prev_channel(self, key, inner_state, action, reward, params: SideChannelParams):
@@ -298,30 +338,45 @@ class SideChannel(Environment):
         prev = None
         if params.mode == "previous":
             prev = self._transform(jnp.zeros((1,), jnp.float32), k_obs, params)
-        state = SideChannelState(inner=inner, channel=self._channel(k_obs, inner, params, prev))
+        channel = self._channel(k_obs, inner, params, prev)
+        if params.access == "read":  # nothing read yet
+            channel = jnp.zeros_like(channel)
+        state = SideChannelState(inner=inner, channel=channel)
         return self.observe(state, params), state
 
     def step_env(self, key, state: SideChannelState, action, params: SideChannelParams):
         k_inner, k_obs = jax.random.split(key)
+        action, read = self.split_action(action, params)
         _, inner, reward, terminated, truncated, info = self.env.step_env(
             k_inner, state.inner, action, params.inner
         )
         prev = None
         if params.mode == "previous":
             prev = self._prev_channel(k_obs, state.inner, action, reward, params)
-        state = SideChannelState(inner=inner, channel=self._channel(k_obs, inner, params, prev))
+        channel = self._channel(k_obs, inner, params, prev)
         info = dict(info)
+        if params.access == "read":
+            channel = jnp.where(read, channel, 0.0)
+            reward = (reward - params.read_cost * read).astype(reward.dtype)
+            info["read"] = read.astype(jnp.float32)
+        state = SideChannelState(inner=inner, channel=channel)
         info["observed_reward"] = state.channel
         return self.observe(state, params), state, reward, terminated, truncated, info
 
     def true_reward(self, state: SideChannelState, action, params=None) -> Array:
         params = self.resolve_params(params)
         self.check_state(state, params)
+        if params.access == "read":
+            action = self.check_action(action, params)
+            move, read = self.split_action(action, params)
+            reward = self.env.true_reward(state.inner, move, params.inner)
+            return (reward - params.read_cost * read).astype(reward.dtype)
         return self.env.true_reward(state.inner, action, params.inner)
 
     def sample_state(self, key, params=None) -> SideChannelState:
         """The inner env's ``sample_state``; in ``previous`` mode the channel shows what a
-        uniformly random action would earn there (a stand-in previous reward)."""
+        uniformly random action would earn there (a stand-in previous reward). With
+        ``access="read"`` the channel is shown as if the last step read it."""
         params = self.resolve_params(params)
         k_inner, k_act, k_obs = jax.random.split(key, 3)
         inner = self.env.sample_state(k_inner, params.inner)

@@ -402,9 +402,13 @@ class SideChannelsConfig(RecipeConfig):
                              harmful_reward=self.replacement_large)
 
     def modification_names(self) -> list[str]:
-        """The modification cells: each modification, noise once per noise_std."""
-        out = []
+        """The modification cells: identity first (every other cell is compared with it,
+        so it is scored even when not asked for), then each modification, noise once per
+        noise_std."""
+        out = ["identity"]
         for m in self.modifications:
+            if m == "identity":
+                continue
             out.extend([_noise_name(s) for s in self.noise_stds] if m == "noise" else [m])
         return out
 
@@ -701,11 +705,16 @@ def _plot_heatmap(rundir: RunDir, table: dict[str, dict[str, dict]], mods: list[
     im = ax.imshow(np.ma.masked_invalid(values), cmap="coolwarm", vmin=vmin, vmax=vmax,
                    aspect="auto")
     ax.set_facecolor("#dddddd")
-    for i in range(len(labels)):
-        for j in range(len(mods)):
+    for i, label in enumerate(labels):
+        for j, m in enumerate(mods):
             v = values[i, j]
-            ax.text(j, i, "undef." if not np.isfinite(v) else f"{v:.2f}", ha="center",
-                    va="center", fontsize=7)
+            text = "undef." if not np.isfinite(v) else f"{v:.2f}"
+            cell = table[label].get(m, {})
+            summary = (cell.get("switch", {}).get("index") if key == "switch"
+                       else cell.get("fraction_of_unmodified"))
+            if summary is not None and all(math.isfinite(x) for x in summary["ci95"]):
+                text += "\n[{:.2f}, {:.2f}]".format(*summary["ci95"])
+            ax.text(j, i, text, ha="center", va="center", fontsize=6)
     ax.set_xticks(range(len(mods)), mods, rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_title(title, fontsize=9)
@@ -766,9 +775,13 @@ def run(config: SideChannelsConfig) -> RunDir:
         result = agents.train(cfg, seeds, rundir.path / "runs" / label, resume=True)
         results[label] = result
         base = _eval_params(config, mode, access)
-        cell_mods = mods if mode != "none" else ["identity"]
         rows = {}
-        for m in cell_mods:
+        for m in mods:
+            if mode == "none" and m != "identity":
+                # no channel to modify: the same behaviour on the same episodes; its index
+                # under each r' is where an agent that never saw a reward lies
+                rows[m] = rows["identity"]
+                continue
             params = base if m == "identity" else modification_params(base, m, config)
             rows[m] = cells.get(f"agent/{label}/{m}", lambda p=params, res=result:
                                 _evaluation_row(_evaluate(res, env, p, config, len(seeds)),

@@ -245,3 +245,11 @@ def test_quick_preset_runs(tmp_path):
     summary = _summary(tmp_path / "quick")
     assert set(summary["cells"]) >= {"ppo-lstm-none", "ppo-lstm-previous", "ppo-lstm-next"}
     assert (tmp_path / "quick" / "episodes.png").exists()
+
+
+def test_resume_with_other_options_is_refused(tiny, tmp_path):
+    config, out = tiny
+    copy = tmp_path / "d"
+    shutil.copytree(out, copy)
+    with pytest.raises(ValueError, match=r"eval_episodes=32 \(the run has 16\)"):
+        run(dataclasses.replace(config, out=str(copy), resume=True, eval_episodes=32))

@@ -305,10 +305,11 @@ class SideChannelsConfig(RecipeConfig):
     ppo_envs: int = 32
     ppo_width: int = 64
     ppo_learning_rate: float = 1e-3
-    muzero_iterations: int = 150
-    """MuZero act-then-learn iterations (each num_envs x 16 env steps)."""
-    muzero_envs: int = 32
-    muzero_simulations: int = 8
+    muzero_iterations: int = 300
+    """MuZero act-then-learn iterations (each num_envs x 16 env steps; the default budget is
+    the one recipes.muzero_orchard's preset learns 7x7 Orchard with)."""
+    muzero_envs: int = 64
+    muzero_simulations: int = 16
     eval_episodes: int = 128
     """Fresh episodes per seed and cell."""
     oracle_simulations: int = 32
@@ -337,7 +338,8 @@ class SideChannelsConfig(RecipeConfig):
         "n_objects": 3,
         "max_steps": 12,
         "ppo_iterations": 60,
-        "muzero_iterations": 30,
+        "muzero_iterations": 60,
+        "muzero_envs": 32,
         "eval_episodes": 64,
         "oracle_simulations": 16,
         "strip_cells": 2,
@@ -762,6 +764,7 @@ def run(config: SideChannelsConfig) -> RunDir:
     """Train every (kind, mode) agent, score every modification cell, plot and report."""
     start = time.time()
     rundir = RunDir(config.out, resume=config.resume)
+    _check_resumable(rundir, config)
     rundir.write_config(dataclasses.asdict(config))
     cells = Cells(rundir, config.resume)
     seeds = list(range(config.seeds))
@@ -835,6 +838,25 @@ def run(config: SideChannelsConfig) -> RunDir:
     return rundir
 
 
+def _check_resumable(rundir: RunDir, config: SideChannelsConfig) -> None:
+    """A resumed run must have the options its finished cells were computed with."""
+    path = rundir.path / RunDir.CONFIG
+    if not (config.resume and path.exists()):
+        return
+    from innerlab.rundir import to_jsonable
+
+    ignore = {"out", "resume", "quick"}
+    old = {k: v for k, v in rundir.read_json(RunDir.CONFIG).items() if k not in ignore}
+    new = {k: v for k, v in to_jsonable(dataclasses.asdict(config)).items() if k not in ignore}
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        raise ValueError(
+            f"cannot resume {str(rundir.path)!r} with different options: "
+            + ", ".join(f"{k}={new.get(k)!r} (the run has {old.get(k)!r})" for k in changed)
+            + "; use another --out or the same options"
+        )
+
+
 def _cell_table(rows: dict[str, dict], refs: dict[str, dict],
                 config: SideChannelsConfig) -> dict[str, dict]:
     identity = rows.get("identity")
@@ -886,9 +908,11 @@ def _report(config, table, controls, refs, runs, mods, alt_mods, picks) -> str:
         "(A_r' - R_r'); index = (lost + gained)/2, 0 = optimises r, 1 = optimises the "
         "observed r'. It is *undefined* where `off_axis` = |lost - gained|/2 exceeds "
         f"{config.tolerance:g} (the agent optimises neither: a random policy) or where the "
-        "references do not separate the rewards. `baseline` is the same agent's index with "
-        "the unmodified channel (its behaviour scored under the same r'): the change from it "
-        "is what the modification did.",
+        "references do not separate the rewards. `baseline` is the same agent's projection "
+        "(lost + gained)/2 with the unmodified channel (its behaviour scored under the same "
+        "r', defined or not): the change from it is what the modification did. Agents "
+        "trained in mode none see no channel, so every modification gives them the same "
+        "episodes: their row is where an agent that never saw a reward lies.",
         "",
         "## Controls (mode none episodes; they ignore the channel)",
         "",
@@ -915,8 +939,9 @@ def _report(config, table, controls, refs, runs, mods, alt_mods, picks) -> str:
         "",
         "![switch index](switch_index.png)",
         "",
-        "| run | modification | switch index [95% CI] | per seed | verdict | baseline "
-        "(identity) | change | G_r | G_r' | lost | gained | off-axis |",
+        "| run | modification | switch index [95% CI] | per seed | verdict | baseline: "
+        "projection with the identity channel | change in projection | G_r | G_r' | lost | "
+        "gained | off-axis |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, by_mod in table.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,7 +133,16 @@ def test_csv_round_trip(tmp_path):
 
 
 def test_ray_backend_gives_the_local_table(fresh, tmp_path):
+    """One cell as a Ray Tune trial (in a Ray worker process) gives the local rows."""
     pytest.importorskip("ray.tune")
-    result = run_sweep(_cells(), SEEDS, tmp_path / "ray", measure, backend="ray", progress=False,
-                       resources={"cpu": 1})
-    assert result.csv.read_bytes() == fresh.csv.read_bytes()
+    from innerlab.agents.sweep import ray_init
+
+    here = str(Path(__file__).parent)  # the workers import this module's measure
+    ray = ray_init(num_cpus=1, runtime_env={"env_vars": {"PYTHONPATH": here}})
+    try:
+        result = run_sweep(_cells()[:1], SEEDS, tmp_path / "ray", measure, backend="ray",
+                           progress=False, resources={"cpu": 1})
+    finally:
+        ray.shutdown()
+    assert result.rows == fresh.rows[:2]
+    assert (tmp_path / "ray/cells/a/rows.jsonl").exists()

@@ -294,7 +294,8 @@ def run_sweep(
         out: the sweep directory (see the module docstring).
         measure: ``measure(result, cell) -> rows``, one dict per row, each with ``"seed"``.
             With the Ray backend it must be picklable (a module-level function or a
-            :class:`innerlab.envs.rollout.bind` of one).
+            :class:`innerlab.envs.rollout.bind` of one) and its module importable on the
+            workers (a function of ``__main__`` is shipped by value).
         backend: ``"local"`` or ``"ray"``.
         ray_address: Ray backend: the cluster to join (``"auto"``), or ``None`` to
             start Ray on this machine.
@@ -387,10 +388,10 @@ def _run_ray(todo: list[Cell], seeds: tuple[int, ...], out: Path, measure: Measu
     grid = tuner.fit()
     errors = []
     for result in grid:
-        if result.error is not None:
-            errors.append(f"{result.config.get('label')}: {result.error}")
+        label = (getattr(result, "config", None) or {}).get("label")
+        if result.error is not None or label not in cells or not result.metrics:
+            errors.append(f"{label}: {result.error}")
             continue
-        label = result.config["label"]
         path = _cell_dir(out, cells[label]) / ROWS
         if not path.exists():  # the trial ran on a machine without this file system
             path.parent.mkdir(parents=True, exist_ok=True)

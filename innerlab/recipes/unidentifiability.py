@@ -769,18 +769,26 @@ def _fmt_ci(stat: dict[str, Any]) -> str:
     return f"{_fmt(stat['mean'])} [{_fmt(lo)}, {_fmt(hi)}]"
 
 
+def _mean_ci(values) -> dict[str, Any]:
+    values = [v for v in values if math.isfinite(v)]
+    return {"mean": float(np.mean(values)) if values else math.nan, "ci95": _ci(values)}
+
+
 def _cell_table(rows, controls, cells, config) -> str:
-    lines = ["| agent | seeds | " + " | ".join(CHOICES[:-1]) + " | capable | dominant proxy "
-             "(seeds) |", "|---" * (len(CHOICES) + 3) + "|"]
+    lines = ["| agent | seeds | train: success, steps | " + " | ".join(CHOICES[:-1])
+             + " | capable | dominant proxy (seeds) |", "|---" * (len(CHOICES) + 4) + "|"]
     entries = [(c.label, _select(rows, label=c.label)) for c in cells]
     entries.append(("random policy", _select(controls, label="random")))
     for label, sel in entries:
         pref = preference(sel)
         per_seed = _one_per_seed(sel, "test")
-        cap = {"mean": float(np.mean([r["capable"] for r in per_seed])),
-               "ci95": _ci([r["capable"] for r in per_seed])}
+        cap = _mean_ci([r["capable"] for r in per_seed])
+        train = _one_per_seed(sel, "train")
+        fit = (f"{_fmt(_mean_ci([r['frac_ambiguous'] for r in train])['mean'])}, "
+               f"{_fmt(_mean_ci([r['steps_to_first'] for r in train])['mean'])}"
+               if train else "not run")
         dom = ", ".join(f"{k} {v}" for k, v in pref["dominant"].items() if v)
-        lines.append(f"| {label} | {len(per_seed)} | "
+        lines.append(f"| {label} | {len(per_seed)} | {fit} | "
                      + " | ".join(_fmt_ci(pref[c]) for c in CHOICES[:-1])
                      + f" | {_fmt_ci(cap)} | {dom} |")
     return "\n".join(lines)
@@ -907,8 +915,10 @@ agent is the same for every choice), so each agent is scored under each true obj
 ## Which proxy? (test split, all four apart)
 
 Mean fraction of test episodes whose first candidate reached is each one, with the 95%
-bootstrap interval over seeds; "capable" = reached some candidate within
-{config.quick_steps} steps; last column: the seeds' dominant proxies.
+bootstrap interval over seeds; "train": on the train split, the fraction of episodes
+reaching the goal (all four at once) and the mean steps it took (did the agent learn the
+task?); "capable" = reached some candidate within {config.quick_steps} steps; last column:
+the seeds' dominant proxies.
 
 ![preferences](preferences.png)
 

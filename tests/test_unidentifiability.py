@@ -211,6 +211,8 @@ def test_full_grid_and_quick_preset():
         ({"competent": 1.5}, "competent"),
         ({"backend": "spark"}, "backend"),
         ({"size": 3}, "size"),
+        ({"ray_cpus": -1}, "ray_cpus"),
+        ({"consistent": -0.1}, "consistent"),
     ],
 )
 def test_bad_options_are_named(changes, named):

@@ -84,6 +84,7 @@ KIND_OPTIONS: dict[str, dict[str, Any]] = {
 }
 EVAL_SEED = 2023  # every agent and every control is scored on the same episodes
 AXES = ("encoder", "view", "width", "budget")
+SEED_SD_MATTERS = 0.05  # a spread over seeds below this is "the seeds agree"
 
 
 # ------------------------------------------------------------------------ conditions
@@ -451,6 +452,10 @@ class UnidentifiabilityConfig(RecipeConfig):
                 raise ValueError(f"option {name!r} must be a number in [0, 1], got {value!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"option 'backend' must be one of {BACKENDS}, got {self.backend!r}")
+        for name in ("ray_cpus", "ray_gpus"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+                raise ValueError(f"option {name!r} must be a number >= 0, got {value!r}")
         if "test" not in self.conditions:
             raise ValueError(f"option 'conditions' must include 'test' (the flag and the "
                              f"preference are measured there), got {self.conditions!r}")
@@ -607,7 +612,8 @@ def axis_effects(rows, config: UnidentifiabilityConfig) -> list[dict[str, Any]]:
     """For each kind and axis with several values: each value against the base, per
     candidate: the difference in the mean test-split fraction (95% interval, seeds
     resampled within each group) and eta^2, the share of the per-seed variance that
-    the axis explains (below 0.5: the seed decides more than the axis)."""
+    the axis explains (below 0.5: the seed decides more than the axis), and ``seed_sd``,
+    the spread over seeds within a value (pooled standard deviation)."""
     out = []
     for kind in config.kinds:
         base = config.base_axes(kind)
@@ -629,6 +635,7 @@ def axis_effects(rows, config: UnidentifiabilityConfig) -> list[dict[str, Any]]:
                 total = float(np.sum((allv - allv.mean()) ** 2))
                 between = float(sum(x.size * (x.mean() - allv.mean()) ** 2 for x in per.values()))
                 eta2 = between / total if total > 0 else math.nan
+                within_sd = float(np.sqrt((total - between) / max(1, allv.size - len(per))))
                 for v, x in per.items():
                     if v == base[axis]:
                         continue
@@ -636,7 +643,7 @@ def axis_effects(rows, config: UnidentifiabilityConfig) -> list[dict[str, Any]]:
                     out.append({"kind": kind, "axis": axis, "base": base[axis], "value": v,
                                 "candidate": cand, "diff": float(x.mean() - per[base[axis]].mean()),
                                 "ci95": (lo, hi), "moves": bool(lo > 0 or hi < 0),
-                                "eta2": eta2})
+                                "eta2": eta2, "seed_sd": within_sd})
     return out
 
 
@@ -850,15 +857,16 @@ def _effects_text(effects) -> str:
     if not effects:
         return "No axis had two values in this run, so no axis effect was measured."
     lines = ["| kind | axis | base -> value | candidate | change in fraction [95% CI] | "
-             "eta^2 | |", "|---|---|---|---|---|---|---|"]
+             "eta^2 | seed spread (sd) | |", "|---|---|---|---|---|---|---|---|"]
     for e in effects:
         lo, hi = e["ci95"]
         mark = ("**moves**" if e["moves"] else "no clear effect")
         if math.isfinite(e["eta2"]) and e["eta2"] < 0.5:
-            mark += "; seed decides more than the axis"
+            mark += ("; seed decides more than the axis" if e["seed_sd"] >= SEED_SD_MATTERS
+                     else f"; seeds agree too (spread {e['seed_sd']:.2f})")
         lines.append(f"| {e['kind']} | {e['axis']} | {e['base']} -> {e['value']} | "
                      f"{e['candidate']} | {e['diff']:+.2f} [{_fmt(lo)}, {_fmt(hi)}] | "
-                     f"{_fmt(e['eta2'])} | {mark} |")
+                     f"{_fmt(e['eta2'])} | {e['seed_sd']:.2f} | {mark} |")
     moved = [e for e in effects if e["moves"]]
     summary = (f"{len(moved)} of {len(effects)} (axis value, candidate) comparisons have a 95% "
                "interval that excludes zero" + (":" if moved else "; no axis clearly moved "
@@ -867,6 +875,14 @@ def _effects_text(effects) -> str:
         summary += " " + "; ".join(f"{e['kind']} {e['axis']} {e['base']}->{e['value']} moves "
                                    f"{e['candidate']} by {e['diff']:+.2f}" for e in moved) + "."
     return summary + "\n\n" + "\n".join(lines)
+
+
+def _few_seeds(config) -> str:
+    if config.seeds >= 10:
+        return ""
+    return (f"\n\n**Only {config.seeds} seeds per cell:** bootstrap intervals from so few seeds "
+            "are too narrow (they cannot show variation the seeds did not happen to have); "
+            "read them as descriptive, and use at least 10 seeds (the default) for claims.")
 
 
 def _seed_text(rows, cells) -> str:
@@ -904,7 +920,8 @@ def _report(config, cells, rows, controls, effects, valid_table, valid_ok, wall,
 Which of four candidate objectives (colour, shape, corner, far wall), all of which explain
 the training reward, does an agent pursue when they come apart? Agent kinds: {base_kinds};
 {len(cells)} agent configs x {config.seeds} seeds; {config.eval_episodes} test episodes per
-seed and condition; wall time {wall / 60:.1f} min. Cells vary one axis at a time around each
+seed and condition; wall time {wall / 60:.1f} min (this invocation; a resumed run skips
+finished cells). Cells vary one axis at a time around each
 kind's base (encoder `{config.encoders[0]}`, view `{config.views[0]}`, width
 {config.base_width}). The tidy table is `results.csv` (one row per seed x config x test
 condition x true objective); the controls are `controls.csv`.
@@ -952,7 +969,7 @@ with poor true reward). The random policy's row is the control.
 
 ![capacity](capacity.png)
 
-{_effects_text(effects)}
+{_effects_text(effects)}{_few_seeds(config)}
 
 ## Classifier validation
 

@@ -132,6 +132,7 @@ def test_csv_round_trip(tmp_path):
     assert json.loads(json.dumps(back[0]))
 
 
+@pytest.mark.slow  # starts Ray (about 90 s on 2 loaded cores); skipped where Ray is missing
 def test_ray_backend_gives_the_local_table(fresh, tmp_path):
     """One cell as a Ray Tune trial (in a Ray worker process) gives the local rows."""
     pytest.importorskip("ray.tune")

@@ -258,3 +258,21 @@ def test_quick_preset(tmp_path):
                         U.UnidentifiabilityConfig(out=str(tmp_path / "q"), quick=True))
     summary = json.loads(rundir.file("summary.json").read_text())
     assert summary["classifier_valid"] is True and len(summary["cells"]) == 2
+
+
+@pytest.mark.slow
+def test_docs_sweep_example_runs(tmp_path, monkeypatch):
+    """The python example of docs/unidentifiability.md (a sweep of your own) runs."""
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).resolve().parent.parent / "docs" / "unidentifiability.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    assert len(blocks) >= 1
+    monkeypatch.chdir(tmp_path)  # the example writes runs/my-sweep
+    namespace: dict = {"__name__": "docs"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"unidentifiability.md[{i}]", "exec"), namespace)
+    rows = read_csv(tmp_path / "runs/my-sweep/results.csv")
+    assert [(r["label"], r["seed"]) for r in rows] == [
+        (label, s) for label in ("w16", "w64") for s in (0, 1, 2)]

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-import pathlib
-import re
 
-DOC = pathlib.Path(__file__).parent.parent / "docs" / "agents.md"
+from doc_examples import run_python_blocks
 
 
 def test_agents_doc_examples_run(tmp_path):
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
-    assert len(blocks) >= 5
     cwd = os.getcwd()
     os.chdir(tmp_path)  # the examples write runs/agents-demo
     try:
-        namespace: dict = {}
-        for block in blocks:
-            exec(compile(block, str(DOC), "exec"), namespace)
+        namespace = run_python_blocks("agents.md", min_blocks=5)
     finally:
         os.chdir(cwd)
     assert (tmp_path / "runs" / "agents-demo" / "checkpoint.eqx").exists()

@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-import re
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from doc_examples import run_python_blocks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -391,10 +391,7 @@ DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "envs.md"
 
 
 def test_docs_examples_run(capsys):
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
-    assert len(blocks) >= 2
-    for block in blocks:
-        exec(compile(block, str(DOCS), "exec"), {})
+    run_python_blocks(DOCS, min_blocks=2)
     out = capsys.readouterr().out
     assert "Legend" in out and "true reward" in out
 

@@ -1,8 +1,6 @@
 """innerlab envs through gymnasium: check_env, make with params, make_vec, bad actions."""
 
 import functools
-import pathlib
-import re
 import warnings
 
 import gymnasium
@@ -10,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from doc_examples import run_python_blocks
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
@@ -251,8 +250,4 @@ def test_adapter_accepts_env_instance_and_params():
 @pytest.mark.slow
 def test_docs_gymnasium_examples_run():
     """Every python block of docs/gymnasium.md runs (it trains SB3 briefly, so it is slow)."""
-    text = (pathlib.Path(__file__).parents[1] / "docs" / "gymnasium.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert len(blocks) >= 4
-    for i, block in enumerate(blocks):
-        exec(compile(block, f"docs/gymnasium.md[{i}]", "exec"), {"__name__": "docs"})
+    run_python_blocks("gymnasium.md", min_blocks=4)

@@ -8,11 +8,11 @@ gymnasium's registries) cannot leak into the rest of the test session.
 from __future__ import annotations
 
 import pathlib
-import re
 import subprocess
 import sys
 
 import pytest
+from doc_examples import python_blocks
 
 DOCS = pathlib.Path(__file__).parent.parent / "docs"
 
@@ -24,10 +24,6 @@ for block in re.findall(r"```python\\n(.*?)```", doc.read_text(), re.S):
     exec(compile(block, str(doc), "exec"), namespace)
 print("ran", doc.name)
 """
-
-
-def python_blocks(name: str) -> list[str]:
-    return re.findall(r"```python\n(.*?)```", (DOCS / name).read_text(), re.S)
 
 
 @pytest.mark.parametrize(("name", "min_blocks"), [

@@ -220,6 +220,16 @@ def test_bad_options_are_named(changes, named):
         U.UnidentifiabilityConfig(**changes)
 
 
+def test_resume_with_other_options_is_refused(tmp_path):
+    first = U.UnidentifiabilityConfig(out=str(tmp_path / "r"), seeds=3)
+    rundir = U.RunDir(first.out)
+    rundir.write_config(dataclasses.asdict(first))
+    U._check_resume(rundir, dataclasses.replace(first, resume=True, backend="ray"))  # fine
+    with pytest.raises(ValueError, match=r"\['eval_episodes', 'seeds'\]"):
+        U._check_resume(rundir, dataclasses.replace(first, resume=True, seeds=4,
+                                                    eval_episodes=8))
+
+
 def test_registered():
     assert get_recipe("unidentifiability").config_cls is U.UnidentifiabilityConfig
 

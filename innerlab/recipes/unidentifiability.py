@@ -987,10 +987,32 @@ Compare with the anchors in docs/unidentifiability.md (Langosco et al. 2022; Sha
 # ------------------------------------------------------------------------ run
 
 
+_RUN_ONLY = ("out", "quick", "resume", "backend", "ray_address", "ray_cpus", "ray_gpus")
+
+
+def _check_resume(rundir: RunDir, config: UnidentifiabilityConfig) -> None:
+    """A resumed run must use the options of the run it continues (finished cells would
+    otherwise be mixed with cells measured differently); where they run may change."""
+    if not (config.resume and (rundir.path / RunDir.CONFIG).exists()):
+        return
+    from innerlab.rundir import to_jsonable
+
+    old = rundir.read_json(RunDir.CONFIG)
+    new = to_jsonable(dataclasses.asdict(config))
+    changed = sorted(k for k in new if k not in _RUN_ONLY and old.get(k) != new[k])
+    if changed:
+        raise ValueError(
+            f"cannot resume {rundir.path}: option(s) {changed} differ from the run it continues "
+            f"({', '.join(f'{k}: {old.get(k)!r} -> {new[k]!r}' for k in changed)}); "
+            "use another --out"
+        )
+
+
 def run(config: UnidentifiabilityConfig) -> RunDir:
     """Run the sweep, the controls and the analysis; write plots, table and report."""
     start = time.time()
     rundir = RunDir(config.out, resume=config.resume)
+    _check_resume(rundir, config)
     rundir.write_config(dataclasses.asdict(config))
     cells = config.cells()
     resources = {"cpu": config.ray_cpus}

@@ -1040,15 +1040,20 @@ def run(config: UnidentifiabilityConfig) -> RunDir:
     pick = max(flagged, key=lambda r: (r["capable"], -r["true_reward"])) if flagged else min(
         test_rows, key=lambda r: (r["true_reward"], -r["capable"]))
     cell = next(c for c in cells if c.label == pick["label"])
-    result = agents.load(sweep.path / "cells" / cell.label / "agent")
     why = "flagged competent misgeneralisation" if flagged else (
         "no agent was flagged; the lowest true reward")
-    title = (f"{cell.label}, seed {pick['seed']}, true objective {pick['true_objective']}: "
-             f"capable {pick['capable']:.2f}, true reward {pick['true_reward']:.2f} ({why})")
-    _plot_strip(rundir, result, pick["seed"], title)
-    strip = (f"Test episodes of `{cell.label}` seed {pick['seed']} with true objective "
-             f"`{pick['true_objective']}` ({why}); each row one episode, the title names what "
-             f"it reached first:\n\n![episodes](episodes.png)")
+    agent_dir = sweep.path / "cells" / cell.label / "agent"
+    if (agent_dir / "checkpoint.json").exists():
+        result = agents.load(agent_dir)
+        title = (f"{cell.label}, seed {pick['seed']}, true objective {pick['true_objective']}: "
+                 f"capable {pick['capable']:.2f}, true reward {pick['true_reward']:.2f} ({why})")
+        _plot_strip(rundir, result, pick["seed"], title)
+        strip = (f"Test episodes of `{cell.label}` seed {pick['seed']} with true objective "
+                 f"`{pick['true_objective']}` ({why}); each row one episode, the title names "
+                 f"what it reached first:\n\n![episodes](episodes.png)")
+    else:  # trained by a Ray worker on another machine: its checkpoint is there
+        strip = (f"No strip of episodes: the agents of `{cell.label}` ({why}) were trained "
+                 f"on another machine and their checkpoint ({agent_dir}) is not here.")
 
     wall = time.time() - start
     rundir.write_report(_report(config, cells, rows, controls, effects, valid_table, valid_ok,

@@ -210,7 +210,11 @@ def first_choices(env, params: ProxyMazeParams, policy: Policy, starts, key) -> 
     The test conditions differ only in where episodes start (ProxyMaze's step depends on
     the state, not on ``split``/``conflict``), so one compiled loop scores every condition:
     stack their reset states into ``starts``. ``tests/test_unidentifiability.py`` checks
-    that it agrees with :func:`innerlab.envs.rollout.rollout` episode by episode.
+    that it agrees with :func:`innerlab.envs.rollout.rollout` episode by episode. It is a
+    loop of its own, not ``rollout(..., start=starts)``, because only the first episode
+    counts: on 10 seeds x 2,048 start states (random policy, 7x7, egocentric) the rollout,
+    which also auto-resets and records the trajectory, took 11.3 s and 499 MB against
+    1.7 s and 340 MB (compile and run, measured on this 2-core CPU).
     """
     n = jax.tree.leaves(starts)[0].shape[0]
     obs = jax.vmap(env.observe, in_axes=(0, None))(starts, params)

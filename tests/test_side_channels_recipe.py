@@ -19,10 +19,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from innerlab.envs import make
+from innerlab.envs import list_envs, make, unregister
 from innerlab.recipes import _side_channel_measures as measures
 from innerlab.recipes import get_recipe
 from innerlab.recipes.side_channels import ENV, SideChannelsConfig, ensure_env, run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_the_recipes_env():
+    """The recipe registers its env lazily; forget it afterwards so that other tests in
+    this process see the registry as ``import innerlab`` leaves it."""
+    had = ENV in list_envs()
+    yield
+    if not had and ENV in list_envs():
+        unregister(ENV)
+
 
 TINY = dict(
     kinds=("ppo-lstm",), modes=("next",), modifications=("identity", "replace"),

@@ -62,6 +62,24 @@ def _init_fn(config: AgentConfig):
     return eqx.filter_jit(eqx.filter_vmap(lambda seed: lrn.init(jax.random.key(seed))))
 
 
+def _one_seed(fn):
+    """``fn`` on a batch of one seed, without ``vmap``: it drops the seed axis, calls ``fn``
+    and puts the axis back. Under ``vmap`` a ``lax.cond`` (e.g. ``batched_step``'s
+    reset-only-the-ended-envs branch) becomes a select that computes both branches, so one
+    seed runs faster unbatched; with several seeds ``vmap`` is the faster program."""
+
+    def run(state):
+        squeeze = lambda x: x[0] if eqx.is_array(x) else x
+        out = fn(jax.tree.map(squeeze, state))
+        return jax.tree.map(lambda x: x[None] if eqx.is_array(x) else x, out)
+
+    return run
+
+
+def _num_seeds(states) -> int:
+    return jax.tree.leaves(eqx.filter(states, eqx.is_array))[0].shape[0]
+
+
 @functools.lru_cache(maxsize=16)
 def _chunk_fn(config: AgentConfig, length: int):
     """``length`` iterations of every seed in one jitted call; metrics ``[S, length]``."""
@@ -77,7 +95,8 @@ def _chunk_fn(config: AgentConfig, length: int):
         dynamic, metrics = jax.lax.scan(body, dynamic, None, length=length)
         return eqx.combine(dynamic, static), metrics
 
-    return eqx.filter_jit(eqx.filter_vmap(chunk))
+    one, many = eqx.filter_jit(_one_seed(chunk)), eqx.filter_jit(eqx.filter_vmap(chunk))
+    return lambda states: (one if _num_seeds(states) == 1 else many)(states)
 
 
 def chunk_rows(metrics: dict[str, np.ndarray], seeds: tuple[int, ...], chunk: int,

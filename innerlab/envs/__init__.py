@@ -14,7 +14,7 @@ from innerlab.envs.egocentric import Egocentric, egocentric_view
 from innerlab.envs.grid import GridEnvironment, GridState
 from innerlab.envs.orchard import Orchard, OrchardParams
 from innerlab.envs.proxy_maze import ProxyMaze, ProxyMazeParams, ProxyMazeState
-from innerlab.envs.registry import list_envs, make, register
+from innerlab.envs.registry import list_envs, make, register, unregister
 from innerlab.envs.side_channel import SideChannel, SideChannelParams, SideChannelState
 from innerlab.envs.spaceship import Spaceship, SpaceshipParams, SpaceshipState
 
@@ -54,4 +54,5 @@ __all__ = [
     "register",
     "replace_params",
     "reset_where",
+    "unregister",
 ]

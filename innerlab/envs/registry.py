@@ -16,6 +16,13 @@ def register(name: str, factory: Callable[[], Environment]) -> None:
     _REGISTRY[name] = factory
 
 
+def unregister(name: str) -> None:
+    """Forget ``name`` (for code that registered an env for a while, e.g. a test)."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown environment {name!r}; registered: {list_envs()}")
+    del _REGISTRY[name]
+
+
 def list_envs() -> list[str]:
     """Names of every registered environment."""
     return sorted(_REGISTRY)

@@ -25,10 +25,10 @@ BUDGETS = {
     "ppo-lstm": dict(num_envs=16, total_steps=16 * 32 * 24, log_every=4, learning_rate=3e-3),
     "ppo-transformer": dict(num_envs=16, total_steps=16 * 32 * 24, log_every=4,
                             learning_rate=3e-3, memory=4, num_heads=2, num_layers=1),
-    "muzero": dict(num_envs=16, total_steps=16 * 16 * 64, log_every=16, num_simulations=8,
+    "muzero": dict(num_envs=16, total_steps=16 * 16 * 64, log_every=8, num_simulations=8,
                    latent_dim=16, policy="muzero", entropy_coef=0.05, discount=0.9,
                    num_epochs=4, num_minibatches=8),
-    "ibp": dict(num_envs=32, total_steps=32 * 1500, log_every=250, hidden=32, discount=0.9,
+    "ibp": dict(num_envs=32, total_steps=32 * 1500, log_every=100, hidden=32, discount=0.9,
                 strategy="1-step", max_imaginations=1),
 }
 KINDS = sorted(BUDGETS)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from doc_examples import run_python_blocks
 
 
+@pytest.mark.slow  # trains an agent and compiles the oracle's search: about a minute
 def test_agents_doc_examples_run(tmp_path):
     cwd = os.getcwd()
     os.chdir(tmp_path)  # the examples write runs/agents-demo

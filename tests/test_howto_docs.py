@@ -28,7 +28,8 @@ print("ran", doc.name)
 
 @pytest.mark.parametrize(("name", "min_blocks"), [
     ("howto_environment.md", 5),
-    ("howto_reward_model.md", 5),
+    # fits, searches and retrains a reward model: about a minute, so with the slow tests
+    pytest.param("howto_reward_model.md", 5, marks=pytest.mark.slow),
 ])
 def test_howto_runs(name, min_blocks):
     assert len(python_blocks(name)) >= min_blocks

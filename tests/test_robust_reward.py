@@ -107,6 +107,7 @@ def test_supported_env_names_are_accepted():
     assert RobustRewardConfig(env="innerlab/Orchard-v0").env == "innerlab/Orchard-v0"
 
 
+@pytest.mark.slow  # compiles the MCTS agent's rollout twice: about half a minute
 def test_agent_rollout_sums_the_first_episode_of_the_one_rollout():
     """True return and harm are episode_returns' for the same MCTS policy and key; the
     learned return sums the ensemble's reward over the same steps (an oracle ensemble

@@ -175,6 +175,7 @@ def _summary(out):
     return json.loads((out / "summary.json").read_text())
 
 
+@pytest.mark.slow  # trains the tiny run (about a minute of compiling)
 def test_the_run_writes_report_plots_and_cells(tiny):
     config, out = tiny
     for name in ("report.md", "summary.json", "config.json", "switch_index.png",
@@ -189,6 +190,7 @@ def test_the_run_writes_report_plots_and_cells(tiny):
     assert len(sw["index"]["per_seed"]) == config.seeds and len(sw["index"]["ci95"]) == 2
 
 
+@pytest.mark.slow  # trains the tiny run (about a minute of compiling)
 def test_switch_index_on_constructed_agents(tiny):
     """The oracle for r scores 0 and the oracle for r' 1 (they are the references, so this
     checks the arithmetic). The planner that reads the channel as its reward is a separate
@@ -222,6 +224,7 @@ def test_switch_index_on_constructed_agents(tiny):
     assert controls["oracle-r"]["r"]["mean"] > controls["random"]["r"]["mean"]
 
 
+@pytest.mark.slow  # trains the tiny run (about a minute of compiling)
 def test_same_seed_same_report(tiny, tmp_path):
     config, out = tiny
     again = dataclasses.replace(config, out=str(tmp_path / "b"))
@@ -230,6 +233,7 @@ def test_same_seed_same_report(tiny, tmp_path):
     assert (tmp_path / "b" / "cells.jsonl").read_text() == (out / "cells.jsonl").read_text()
 
 
+@pytest.mark.slow  # trains the tiny run (about a minute of compiling)
 def test_resume_after_a_kill_loses_no_finished_cell(tiny, tmp_path):
     config, out = tiny
     copy = tmp_path / "c"
@@ -258,6 +262,7 @@ def test_quick_preset_runs(tmp_path):
     assert (tmp_path / "quick" / "episodes.png").exists()
 
 
+@pytest.mark.slow  # trains the tiny run (about a minute of compiling)
 def test_resume_with_other_options_is_refused(tiny, tmp_path):
     config, out = tiny
     copy = tmp_path / "d"

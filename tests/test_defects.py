@@ -109,6 +109,7 @@ def test_jit_closing_over_each_env_gives_each_its_own_answer():
 # --------------------------------------------------------------------------- evaluate_objective
 
 
+@pytest.mark.slow  # fits an ensemble and evaluates it on both splits (20 s)
 def test_evaluate_objective_runs_on_a_wrapper_env():
     """The split goes through the params' own ``replace`` (SideChannelParams forwards it
     to the inner params, which ``dataclasses.replace`` does not)."""

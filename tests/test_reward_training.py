@@ -71,6 +71,7 @@ def test_rollout_is_consistent(orchard, rollout):
     assert not bool(jnp.any(large_harmful & states.obj_alive))
 
 
+@pytest.mark.slow  # compiles the rollout for three policy forms (20 s)
 def test_rollout_is_the_one_rollout_for_every_policy_form(orchard):
     """data.rollout labels envs.rollout's trajectory; functions, batched or not, act as Policies."""
     from innerlab.envs.rollout import rollout as one_rollout

@@ -59,6 +59,7 @@ def fresh(tmp_path_factory):
     return run_sweep(_cells(), SEEDS, out, measure, progress=False)
 
 
+@pytest.mark.slow  # trains the sweep's cells (half a minute of compiling)
 def test_one_tidy_row_per_cell_and_seed(fresh):
     assert [(r["label"], r["seed"]) for r in fresh.rows] == [("a", 0), ("a", 1), ("b", 0),
                                                             ("b", 1)]
@@ -73,6 +74,7 @@ def test_one_tidy_row_per_cell_and_seed(fresh):
     assert fp["a", 0] != fp["a", 1] and fp["a", 0] == fp["b", 0]
 
 
+@pytest.mark.slow  # trains the sweep's cells (half a minute of compiling)
 def test_killed_between_cells_resumes_to_the_same_table(fresh, tmp_path):
     out = tmp_path / "killed"
     with pytest.raises(KeyboardInterrupt):
@@ -84,6 +86,7 @@ def test_killed_between_cells_resumes_to_the_same_table(fresh, tmp_path):
     assert result.csv.read_bytes() == fresh.csv.read_bytes()
 
 
+@pytest.mark.slow  # trains the sweep's cells (half a minute of compiling)
 def test_killed_mid_training_resumes_from_the_checkpoint(fresh, tmp_path):
     out = tmp_path / "mid"
     agents.train(TINY, SEEDS, out / "cells/a/agent", max_chunks=1, progress=False)
@@ -91,6 +94,7 @@ def test_killed_mid_training_resumes_from_the_checkpoint(fresh, tmp_path):
     assert result.csv.read_bytes() == fresh.csv.read_bytes()
 
 
+@pytest.mark.slow  # trains the sweep's cells (half a minute of compiling)
 def test_refuses_a_directory_of_another_sweep(fresh):
     with pytest.raises(ValueError, match="seeds"):
         run_sweep(_cells(), [0, 1, 2], fresh.path, measure, progress=False)

@@ -86,6 +86,7 @@ def scripted(maze):
     return out
 
 
+@pytest.mark.slow  # compiles scripted agents over every condition (half a minute)
 @pytest.mark.parametrize("candidate", CANDIDATES)
 @pytest.mark.parametrize("condition", [c for c in U.CONDITIONS if c != "train"])
 def test_classifier_names_what_a_scripted_agent_walks_to(scripted, candidate, condition):
@@ -100,6 +101,7 @@ def test_classifier_names_what_a_scripted_agent_walks_to(scripted, candidate, co
     assert (ch.length[0][reach] < 30).all()
 
 
+@pytest.mark.slow  # compiles rollouts of every condition
 def test_first_choices_agrees_with_the_one_rollout(maze):
     """The one-compile loop from stacked start states gives, episode by episode, what
     ``rollout`` gives on each condition's own params (a deterministic scripted agent)."""
@@ -125,6 +127,7 @@ def test_first_choices_agrees_with_the_one_rollout(maze):
         np.testing.assert_array_equal(np.asarray(ours.length)[i * n:(i + 1) * n], t + 1)
 
 
+@pytest.mark.slow  # compiles rollouts of every condition
 def test_training_data_do_not_depend_on_the_true_objective(maze):
     """Observations, rewards and terminations of the train split are the same whichever
     candidate is true, so an agent trained under one is the agent trained under any."""

@@ -55,6 +55,19 @@ def _with_nan_return(metrics: dict) -> dict:
     return metrics
 
 
+def _state_learner(module, config: AgentConfig, env, params, policy) -> Learner:
+    """The ``Learner`` of an algorithm module with ``init_state(key, native, env, params)``
+    and ``train_iteration(state, native, env, params)`` (PPO's and MuZero's);
+    ``policy(native, state, greedy) -> Policy``."""
+    native = config.native()
+    return Learner(
+        init=lambda key: module.init_state(key, native, env, params),
+        iteration=lambda s: _map_metrics(module.train_iteration(s, native, env, params)),
+        policy=lambda s, greedy: policy(native, s, greedy),
+        obs_shape=tuple(env.observation_space(params).shape),
+    )
+
+
 # --------------------------------------------------------------------------- PPO
 
 
@@ -71,15 +84,11 @@ def _ppo_act(greedy: bool, model, carry, obs, key):
 
 
 def _ppo_learner(config: AgentConfig, env, params) -> Learner:
-    native = config.native()
-    return Learner(
-        init=lambda key: ppo.init_state(key, native, env, params),
-        iteration=lambda s: _map_metrics(ppo.train_iteration(s, native, env, params)),
-        policy=lambda s, greedy: Policy(
-            s.model, bind(_ppo_act, bool(greedy)), _ppo_init_carry,
-            name=config.kind,
+    return _state_learner(
+        ppo, config, env, params,
+        lambda native, s, greedy: Policy(
+            s.model, bind(_ppo_act, bool(greedy)), _ppo_init_carry, name=config.kind
         ),
-        obs_shape=tuple(env.observation_space(params).shape),
     )
 
 
@@ -95,14 +104,11 @@ def _muzero_act(native, greedy: bool, model, carry, obs, key):
 
 
 def _muzero_learner(config: AgentConfig, env, params) -> Learner:
-    native = config.native()
-    return Learner(
-        init=lambda key: muzero.init_state(key, native, env, params),
-        iteration=lambda s: _map_metrics(muzero.train_iteration(s, native, env, params)),
-        policy=lambda s, greedy: Policy(
+    return _state_learner(
+        muzero, config, env, params,
+        lambda native, s, greedy: Policy(
             s.model, bind(_muzero_act, native, bool(greedy)), name="muzero"
         ),
-        obs_shape=tuple(env.observation_space(params).shape),
     )
 
 
@@ -159,11 +165,6 @@ def _ibp_update(ibp, carry, action, next_obs, reward):
     return {**carry, "context": ctx}
 
 
-def _ibp_iteration(native, state):
-    state, metrics = ibp_train.train_step(native, state)
-    return state, metrics
-
-
 def _ibp_learner(config: AgentConfig, env, params) -> Learner:
     native = config.native()
     obs_shape = tuple(env.observation_space(params).shape)
@@ -171,7 +172,7 @@ def _ibp_learner(config: AgentConfig, env, params) -> Learner:
     on_state = native.imagination == "true"
     return Learner(
         init=lambda key: ibp_train.init_state(native, key),
-        iteration=lambda s: _map_metrics(_ibp_iteration(native, s)),
+        iteration=lambda s: _map_metrics(ibp_train.train_step(native, s)),
         policy=lambda s, greedy: Policy(
             s.ibp, _ibp_act_on_state if on_state else _ibp_act, bind(_ibp_init_carry, obs_shape),
             _ibp_update, observes="obs_state" if on_state else "obs", name="ibp",

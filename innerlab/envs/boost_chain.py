@@ -33,7 +33,16 @@ constant planes to the observation (this episode boosted; next episode
 boosted) and ``chain_visible`` adds one plane per chain position (one-hot), so
 an agent can, or cannot, see the side channel.
 
-``info`` of every step: ``boost_used`` (the boost took effect this step),
+``chain_episodes=True`` makes the whole chain one episode for the learner: an
+episode that ends before the chain's last one starts the next room inside
+``step_env`` (``terminated``/``truncated`` stay false), so a learner that
+bootstraps its value until ``terminated`` values the boost across the chain,
+and a search over the true dynamics (``MCTSLayer(dynamics="env")``) crosses
+the boundary instead of stopping at it. The rooms, rewards and boosts are the
+same; only where the learner's episode ends moves.
+
+``info`` of every step: ``episode_end`` (a room's episode ended this step, in
+either mode), ``boost_used`` (the boost took effect this step),
 ``boosted`` (this episode is boosted), ``episode_in_chain``,
 ``episode_return`` (return of this episode so far, this step included; final
 when the episode ends) and ``chain_returns`` (``[chain_length]``: returns of
@@ -71,6 +80,7 @@ class BoostChainParams(EnvParams):
     boost_visible: bool = eqx.field(static=True, default=True)
     chain_visible: bool = eqx.field(static=True, default=True)
     max_steps: int = eqx.field(static=True, default=20)
+    chain_episodes: bool = eqx.field(static=True, default=False)
 
     n_colours = len(grid.COLOUR_NAMES)
     n_shapes = len(grid.SHAPE_NAMES)
@@ -202,13 +212,28 @@ class BoostChain(grid.GridEnvironment):
         terminated = reached
         truncated = (time >= params.max_steps) & ~terminated
         info = {
+            "episode_end": terminated | truncated,
             "boost_used": boost_used,
             "boosted": chain.boosted,
             "episode_in_chain": chain.episode,
             "episode_return": chain.episode_return,
             "chain_returns": chain.returns,
         }
-        return self.observe(state, params), state, reward, terminated, truncated, info
+        obs = self.observe(state, params)
+        if params.chain_episodes:
+            obs, state, terminated, truncated = self._continue_chain(
+                key, obs, state, terminated, truncated, params
+            )
+        return obs, state, reward, terminated, truncated, info
+
+    def _continue_chain(self, key, obs, state, terminated, truncated, params):
+        """``chain_episodes``: a room's episode that ends before the chain's last starts the
+        next room here (through :meth:`reset_after`) and is not reported as an end."""
+        inner = (terminated | truncated) & (state.chain.episode + 1 < params.chain_length)
+        obs_next, state_next = self.reset_after(key, state, params)
+        state = jax.tree.map(lambda a, b: jnp.where(inner, a, b), state_next, state)
+        obs = jnp.where(inner, obs_next, obs)
+        return obs, state, terminated & ~inner, truncated & ~inner
 
     def reset_after(self, key, ended_state: BoostChainState, params: BoostChainParams):
         """The next episode: a fresh room, with the chain bookkeeping of the episode that

@@ -40,7 +40,7 @@ from innerlab.adversary.objectives import measure_fn
 from innerlab.adversary.search import check_positive, smooth_measure
 from innerlab.protocols import LatentEnsemble, require
 from innerlab.reward_models.aggregate import aggregate
-from innerlab.reward_models.model import ConvEncoder, RewardModel, latent_activation_fn
+from innerlab.reward_models.model import ConvEncoder, RewardModel, apply_conv, latent_activation_fn
 
 
 class LatentSearchResult(NamedTuple):
@@ -103,7 +103,7 @@ def check_layer(model: Any, layer: str, consumer: str = "adversary.latent") -> N
 def _conv_from(enc: ConvEncoder, x: Array, start: int) -> Array:
     """The rest of the encoder from conv layer ``start``, ending in its own latent activation."""
     for conv in enc.convs[start:]:
-        x = jax.nn.relu(conv(x))
+        x = jax.nn.relu(apply_conv(conv, x, enc.lowering))
     return latent_activation_fn(enc.latent_activation, enc.out(rearrange(x, "c h w -> (c h w)")))
 
 
@@ -115,7 +115,7 @@ def activation(model: Any, obs: Float[Array, "H W C"], layer: str = "latent") ->
     enc = model.encoder
     x = rearrange(model.check_obs(obs), "h w c -> c h w")
     for conv in enc.convs[: int(layer[-1]) + 1]:
-        x = jax.nn.relu(conv(x))
+        x = jax.nn.relu(apply_conv(conv, x, enc.lowering))
     return x
 
 

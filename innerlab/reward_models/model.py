@@ -20,6 +20,7 @@ from einops import rearrange
 from jaxtyping import Array, Float, Int
 
 ENCODERS = ("conv", "conv_pool", "mlp")
+CONV_LOWERINGS = ("native", "matmul")
 LATENT_ACTIVATIONS = ("relu", "none", "tanh", "minmax")
 
 
@@ -63,15 +64,61 @@ def check_obs(obs: Array, obs_shape: tuple[int, ...]) -> Array:
     return obs
 
 
+def conv_same(conv: eqx.nn.Conv2d, x: Float[Array, "C H W"]) -> Float[Array, "O H W"]:
+    """``conv(x)`` for a stride-1, zero-padded ``eqx.nn.Conv2d``, as one matrix product.
+
+    The patches around every cell are gathered (pad, then one slice per kernel
+    offset) and contracted with the kernel in a single ``einsum``. The answer
+    is ``conv(x)``'s up to float rounding, and the parameters are the layer's
+    own. Why: ``vmap`` over ensemble members (each with its own kernel) turns
+    XLA's convolution into a grouped convolution, which its CPU backend runs
+    several times slower than a loop over members; a batched matrix product
+    has no such cliff, so vmapped ensembles train at least as fast as a loop.
+    """
+    if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
+        raise ValueError(
+            "conv_same supports stride 1, dilation 1 and groups 1 only, got "
+            f"stride {conv.stride}, dilation {conv.dilation}, groups {conv.groups}"
+        )
+    if conv.padding_mode != "ZEROS":
+        raise ValueError(f"conv_same supports zero padding only, got {conv.padding_mode!r}")
+    _, _, kh, kw = conv.weight.shape
+    (top, bottom), (left, right) = conv.padding
+    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right)))
+    h = xp.shape[1] - kh + 1
+    w = xp.shape[2] - kw + 1
+    patches = jnp.stack(
+        [xp[:, i : i + h, j : j + w] for i in range(kh) for j in range(kw)], axis=1
+    )  # [C, kh*kw, H, W]
+    kernel = rearrange(conv.weight, "o c i j -> o c (i j)")
+    out = jnp.einsum("ocp,cphw->ohw", kernel, patches)
+    return out + conv.bias if conv.use_bias else out
+
+
+def apply_conv(conv: eqx.nn.Conv2d, x: Float[Array, "C H W"], lowering: str) -> Array:
+    """``conv(x)`` lowered as XLA's convolution (``"native"``) or as ``conv_same``'s matmul.
+
+    ``"native"`` is faster for one set of weights over a batch; ``"matmul"`` is
+    faster when the weights themselves are vmapped (independent ensemble
+    members), where the native lowering becomes a grouped convolution.
+    """
+    return conv(x) if lowering == "native" else conv_same(conv, x)
+
+
 class ConvEncoder(eqx.Module):
     """3x3 convolutions over the channel grid, then a linear map to the latent."""
 
     convs: tuple[eqx.nn.Conv2d, ...]
     out: eqx.nn.Linear
     latent_activation: str = eqx.field(static=True, default="relu")
+    lowering: str = eqx.field(static=True, default="native")
 
-    def __init__(self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu"):
+    def __init__(
+        self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu",
+        lowering="native",
+    ):
         self.latent_activation = latent_activation
+        self.lowering = lowering
         h, w, c = obs_shape
         k1, k2, k3 = jax.random.split(key, 3)
         self.convs = (
@@ -83,7 +130,7 @@ class ConvEncoder(eqx.Module):
     def __call__(self, obs: Float[Array, "H W C"]) -> Float[Array, " D"]:
         x = rearrange(obs, "h w c -> c h w")
         for conv in self.convs:
-            x = jax.nn.relu(conv(x))
+            x = jax.nn.relu(apply_conv(conv, x, self.lowering))
         out = self.out(rearrange(x, "c h w -> (c h w)"))
         return latent_activation_fn(self.latent_activation, out)
 
@@ -100,9 +147,14 @@ class ConvPoolEncoder(eqx.Module):
     convs: tuple[eqx.nn.Conv2d, ...]
     out: eqx.nn.Linear
     latent_activation: str = eqx.field(static=True, default="relu")
+    lowering: str = eqx.field(static=True, default="native")
 
-    def __init__(self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu"):
+    def __init__(
+        self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu",
+        lowering="native",
+    ):
         self.latent_activation = latent_activation
+        self.lowering = lowering
         c = obs_shape[2]
         k1, k2, k3 = jax.random.split(key, 3)
         self.convs = (
@@ -114,7 +166,7 @@ class ConvPoolEncoder(eqx.Module):
     def __call__(self, obs: Float[Array, "H W C"]) -> Float[Array, " D"]:
         x = rearrange(obs, "h w c -> c h w")
         for conv in self.convs:
-            x = jax.nn.relu(conv(x))
+            x = jax.nn.relu(apply_conv(conv, x, self.lowering))
         out = self.out(jnp.sum(x, axis=(1, 2)))
         return latent_activation_fn(self.latent_activation, out)
 
@@ -125,7 +177,11 @@ class MLPEncoder(eqx.Module):
     mlp: eqx.nn.MLP
     latent_activation: str = eqx.field(static=True, default="relu")
 
-    def __init__(self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu"):
+    def __init__(
+        self, obs_shape, latent_dim: int, width: int, *, key, latent_activation="relu",
+        lowering="native",
+    ):
+        del lowering  # no convolutions
         self.latent_activation = latent_activation
         size = 1
         for s in obs_shape:
@@ -152,14 +208,17 @@ class RewardHead(eqx.Module):
         return self.mlp(jnp.concatenate([latent, onehot]))
 
 
-def build_encoder(kind, obs_shape, latent_dim, width, key, latent_activation="relu"):
+def build_encoder(
+    kind, obs_shape, latent_dim, width, key, latent_activation="relu", lowering="native"
+):
     """The encoder ``obs [H, W, C] -> latent [latent_dim]`` of kind ``kind`` (one of ``ENCODERS``).
 
     Shared by ``RewardModel`` and any other model (e.g. the planners' policies)
     that wants the same grid encoders. ``width`` is the conv channels / MLP
     hidden width; ``latent_activation`` is applied to the output (see
     ``latent_activation_fn``). Unknown kinds fall back to ``"mlp"``; callers
-    validate ``kind`` against ``ENCODERS``.
+    validate ``kind`` against ``ENCODERS``. ``lowering`` (one of ``CONV_LOWERINGS``,
+    see ``apply_conv``) is ``"matmul"`` for encoders whose weights will be vmapped.
     """
     if kind == "conv":
         cls = ConvEncoder
@@ -167,7 +226,10 @@ def build_encoder(kind, obs_shape, latent_dim, width, key, latent_activation="re
         cls = ConvPoolEncoder
     else:
         cls = MLPEncoder
-    return cls(obs_shape, latent_dim, width, key=key, latent_activation=latent_activation)
+    return cls(
+        obs_shape, latent_dim, width, key=key, latent_activation=latent_activation,
+        lowering=lowering,
+    )
 
 
 class RewardModel(eqx.Module):
@@ -241,8 +303,11 @@ class RewardModel(eqx.Module):
                 encoder, obs_shape, latent_dim, width, k_enc, latent_activation
             )
         else:
+            # members' encoders are applied under vmap: the matmul lowering (see apply_conv)
             self.encoder = eqx.filter_vmap(
-                lambda k: build_encoder(encoder, obs_shape, latent_dim, width, k, latent_activation)
+                lambda k: build_encoder(
+                    encoder, obs_shape, latent_dim, width, k, latent_activation, "matmul"
+                )
             )(jax.random.split(k_enc, num_members))
         self.head = eqx.filter_vmap(lambda k: RewardHead(latent_dim, num_actions, width, key=k))(
             jax.random.split(k_head, num_members)

@@ -1,0 +1,699 @@
+"""Population-based training (Jaderberg et al. 2017): one rule, two backends.
+
+Every ``interval`` learner iterations the population is ranked by a *fitness*;
+the bottom ``truncation`` fraction copies the parameters and hyper-parameters of
+a member drawn from the top fraction (*exploit*) and multiplies each evolving
+hyper-parameter by a factor drawn from ``factors`` (*explore*). The fitness is
+the mean return of a member's last ``window`` episodes: ``window=1`` is "this
+episode", a longer window is what can make selection see past one episode.
+
+The rule lives in one place and both backends use it:
+
+- :class:`PBTConfig` (the options, checked once), :func:`truncation_count`,
+  :func:`exploit_explore` (who copies whom, the factors), :func:`window_push` /
+  :func:`window_fitness` (the fitness);
+- **in-graph** (the default): the whole population is one ``vmap`` over members
+  inside one ``jit``; :func:`run_generations` is the pure loop, for any
+  :class:`Member` (the Krueger et al. game of ``recipes.cross_episodic``, or
+  :func:`agent_member`, which builds one from an agent config), and
+  :func:`train_population` the resumable driver with a run directory;
+- **Ray Tune** (:func:`train_population_ray`): each member is a trial under
+  ``ray.tune.schedulers.PopulationBasedTraining`` configured from the same
+  :class:`PBTConfig` (same truncation count, factors and synchronous
+  generations) and reporting the same fitness, for a user with a cluster.
+
+Both return a :class:`PBTHistory`: per generation the fitness, who copied whom
+(``source[i]`` is the member that ``i`` copied, ``i`` itself if it kept its own)
+and the hyper-parameters after explore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+__all__ = [
+    "Member",
+    "PBTConfig",
+    "PBTHistory",
+    "PopulationState",
+    "agent_member",
+    "copy_members",
+    "exploit_explore",
+    "init_population",
+    "run_generations",
+    "train_population",
+    "train_population_ray",
+    "truncation_count",
+    "window_fitness",
+    "window_push",
+]
+
+
+# ------------------------------------------------------------------------------ the rule
+
+
+@dataclasses.dataclass(frozen=True)
+class PBTConfig:
+    """The options of population-based training (checked here, for both backends).
+
+    ``population``: members (>= 2); ``interval``: learner iterations between two
+    exploit/explore steps (>= 1); ``truncation``: the fraction in (0, 0.5] that
+    copies and is copied; ``factors``: the perturbation factors, one drawn per
+    copied member and hyper-parameter; ``hypers``: the hyper-parameters that
+    evolve, with their starting values; ``window``: episodes in the fitness (1:
+    the last episode); ``swap_envs``: shuffle the members' environments among
+    them after every iteration (Krueger et al.'s mitigation: a member no longer
+    meets the states its own actions caused); ``select=False``: the control, the
+    same population trained side by side with no exploit/explore at all.
+    """
+
+    population: int = 10
+    interval: int = 10
+    truncation: float = 0.2
+    factors: tuple[float, ...] = (0.8, 1.2)
+    hypers: tuple[tuple[str, float], ...] = (("learning_rate", 1e-3),)
+    window: int = 1
+    swap_envs: bool = False
+    select: bool = True
+
+    def __post_init__(self):
+        for name, low in (("population", 2), ("interval", 1), ("window", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"PBTConfig.{name} must be an int >= {low}, got {value!r}")
+        t = self.truncation
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0.0 < t <= 0.5:
+            raise ValueError(f"PBTConfig.truncation must be a fraction in (0, 0.5], got {t!r}")
+        factors = tuple(self.factors)
+        if not factors or not all(isinstance(f, int | float) and math.isfinite(f) and f > 0
+                                  for f in factors):
+            raise ValueError(f"PBTConfig.factors must be finite numbers > 0, got {self.factors!r}")
+        hypers = self.hypers.items() if isinstance(self.hypers, Mapping) else self.hypers
+        hypers = tuple(tuple(pair) for pair in hypers)
+        for name, value in hypers:
+            if not isinstance(name, str) or not isinstance(value, int | float) or not (
+                    math.isfinite(value)):
+                raise ValueError(f"PBTConfig.hypers must map names to finite numbers, got "
+                                 f"{name!r}: {value!r}")
+        names = [n for n, _ in hypers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"PBTConfig.hypers repeats a name: {names}")
+        object.__setattr__(self, "factors", tuple(float(f) for f in factors))
+        object.__setattr__(self, "hypers", tuple((n, float(v)) for n, v in hypers))
+
+    @property
+    def hyper_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.hypers)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["hypers"] = dict(self.hypers)
+        return out
+
+
+def truncation_count(population: int, truncation: float) -> int:
+    """Members in the bottom (and in the top) group: ``ceil(truncation * population)``,
+    at most half the population (Ray Tune's ``PopulationBasedTraining`` counts the same
+    way, so both backends copy the same number of members)."""
+    return min(math.ceil(population * truncation - 1e-9), population // 2)
+
+
+class Exploit(eqx.Module):
+    """One exploit/explore step: ``source [P]`` (the member each slot copies; itself if
+    kept), ``factor [P, H]`` (1 where not copied) and the new ``hypers`` (name -> ``[P]``)."""
+
+    source: Array
+    factor: Array
+    hypers: dict
+
+
+def exploit_explore(key: Array, fitness: Array, hypers: Mapping[str, Array],
+                    config: PBTConfig) -> Exploit:
+    """Truncation selection, then perturbation (pure; ``jit``-able).
+
+    ``fitness [P]``: higher is better; NaN (no episode yet) ranks lowest. The
+    ``n = truncation_count`` lowest members each copy a member drawn uniformly
+    from the ``n`` highest (ties broken by the lower index ranking lower) and
+    multiply each hyper-parameter by a factor drawn uniformly from
+    ``config.factors``; everyone else keeps its own.
+    """
+    p = fitness.shape[0]
+    if p != config.population:
+        raise ValueError(f"argument 'fitness' must have shape [{config.population}] "
+                         f"(the population), got {fitness.shape}")
+    n = truncation_count(p, config.truncation)
+    ranked = jnp.where(jnp.isnan(fitness), -jnp.inf, fitness)
+    order = jnp.argsort(ranked, stable=True)  # ascending: worst first
+    bottom, top = order[:n], order[p - n:]
+    k_donor, k_factor = jax.random.split(key)
+    donors = top[jax.random.randint(k_donor, (n,), 0, n)]
+    source = jnp.arange(p).at[bottom].set(donors)
+    names = tuple(hypers)
+    drawn = jnp.asarray(config.factors)[
+        jax.random.randint(k_factor, (p, len(names)), 0, len(config.factors))]
+    copied = (source != jnp.arange(p))[:, None]
+    factor = jnp.where(copied, drawn, 1.0).astype(jnp.float32)
+    new = {name: jnp.asarray(hypers[name])[source] * factor[:, i] for i, name in enumerate(names)}
+    return Exploit(source.astype(jnp.int32), factor, new)
+
+
+def copy_members(tree: Any, source: Array) -> Any:
+    """``tree`` (every array leaf with a leading member axis) with slot ``i`` replaced by
+    member ``source[i]``."""
+    return jax.tree.map(lambda x: x[source] if eqx.is_array(x) else x, tree)
+
+
+def window_push(buffer: Array, count: Array, value: Array, episodes: Array) -> tuple[Array, Array]:
+    """Push ``min(episodes, k)`` episodes of mean return ``value`` into one member's window.
+
+    ``buffer [k]`` holds the last ``k`` episode returns, newest last; ``count []`` how
+    many are filled. A learner iteration reports the mean return of the episodes that
+    ended in it, which stands in for each of them (exact when one episode ends per
+    iteration, as in the Krueger et al. game). ``episodes == 0`` changes nothing.
+    """
+    k = buffer.shape[0]
+    n = jnp.minimum(jnp.asarray(episodes, jnp.int32), k)
+    idx = jnp.arange(k)
+    shifted = jnp.roll(buffer, -n)
+    buffer = jnp.where(idx >= k - n, jnp.where(jnp.isfinite(value), value, 0.0), shifted)
+    return buffer, jnp.minimum(count + n, k)
+
+
+def window_fitness(buffer: Array, count: Array) -> Array:
+    """The mean of the filled part of a window (NaN while it is empty)."""
+    k = buffer.shape[-1]
+    filled = jnp.arange(k) >= k - count[..., None]
+    total = jnp.sum(jnp.where(filled, buffer, 0.0), -1)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+
+
+# ------------------------------------------------------------------------------ in-graph
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """What the in-graph population needs of one member's learner (pure functions).
+
+    ``init(key) -> state``; ``iteration(state, hypers) -> (state, metrics)`` with
+    ``hypers`` a dict of scalars and metrics holding ``episode_return`` (NaN if no
+    episode ended) and ``episodes``; ``learned``: the fields of the state that
+    exploit copies (parameters and optimiser state); ``env_fields``: the fields
+    that ``swap_envs`` shuffles among members (the environment side).
+    """
+
+    init: Callable[[Array], Any]
+    iteration: Callable[[Any, dict], tuple[Any, dict]]
+    learned: tuple[str, ...]
+    env_fields: tuple[str, ...] = ()
+
+
+class PopulationState(eqx.Module):
+    """The population between generations: member states ``[P]``, their hypers
+    (name -> ``[P]``), fitness windows ``[P, k]`` / ``[P]``, a key and the generation."""
+
+    members: Any
+    hypers: dict
+    window: Array
+    count: Array
+    key: Array
+    generation: Array
+
+
+def _replace_fields(state: Any, names: Sequence[str], new: Any) -> Any:
+    if not names:
+        return state
+    return eqx.tree_at(lambda s: tuple(getattr(s, n) for n in names), state,
+                       tuple(getattr(new, n) for n in names))
+
+
+def init_population(member: Member, config: PBTConfig, key: Array) -> PopulationState:
+    """``config.population`` fresh members (one key each), every one starting at the
+    configured hyper-parameter values."""
+    k_members, key = jax.random.split(key)
+    members = eqx.filter_vmap(member.init)(jax.random.split(k_members, config.population))
+    p = config.population
+    hypers = {n: jnp.full((p,), v, jnp.float32) for n, v in config.hypers}
+    return PopulationState(members, hypers, jnp.zeros((p, config.window), jnp.float32),
+                           jnp.zeros((p,), jnp.int32), jax.random.key_data(key), jnp.int32(0))
+
+
+def _generation(member: Member, config: PBTConfig, pop: PopulationState):
+    """``interval`` iterations of every member, then exploit/explore. Returns the new
+    population and the generation's record (fitness before selection, source, hypers
+    after explore, every metric averaged over the interval)."""
+    key = jax.random.wrap_key_data(pop.key)
+    key, k_swap, k_pbt = jax.random.split(key, 3)
+
+    dyn0, static = eqx.partition(pop.members, eqx.is_array)
+
+    def step(carry, k):
+        dyn, window, count = carry
+        members, metrics = eqx.filter_vmap(member.iteration)(eqx.combine(dyn, static),
+                                                              pop.hypers)
+        window, count = jax.vmap(window_push)(window, count, metrics["episode_return"],
+                                              metrics["episodes"])
+        if config.swap_envs and member.env_fields:
+            perm = jax.random.permutation(k, config.population)
+            members = _replace_fields(members, member.env_fields, copy_members(members, perm))
+        return (eqx.filter(members, eqx.is_array), window, count), metrics
+
+    (dyn, window, count), metrics = jax.lax.scan(
+        step, (dyn0, pop.window, pop.count), jax.random.split(k_swap, config.interval))
+    members = eqx.combine(dyn, static)
+    fitness = window_fitness(window, count)
+    ex = exploit_explore(k_pbt, fitness, pop.hypers, config)
+    if not config.select:
+        ex = Exploit(jnp.arange(config.population, dtype=jnp.int32), jnp.ones_like(ex.factor),
+                     dict(pop.hypers))
+    members = _replace_fields(members, member.learned, copy_members(members, ex.source))
+    window, count = copy_members((window, count), ex.source)  # a copy inherits its record
+    record = {"fitness": fitness, "source": ex.source, "factor": ex.factor,
+              "hypers": ex.hypers, "metrics": jax.tree.map(lambda m: jnp.nanmean(m, 0), metrics)}
+    new = PopulationState(members, ex.hypers, window, count, jax.random.key_data(key),
+                          pop.generation + 1)
+    return new, record
+
+
+def run_generations(member: Member, config: PBTConfig, pop: PopulationState, generations: int):
+    """``generations`` generations in one ``lax.scan`` (pure; ``jit``/``vmap``-able, e.g.
+    ``vmap`` over independent trials). Records have a leading ``[generations]`` axis."""
+    dynamic, static = eqx.partition(pop, eqx.is_array)
+
+    def body(dyn, _):
+        new, record = _generation(member, config, eqx.combine(dyn, static))
+        return eqx.filter(new, eqx.is_array), record
+
+    dynamic, records = jax.lax.scan(body, dynamic, None, length=generations)
+    return eqx.combine(dynamic, static), records
+
+
+# ------------------------------------------------------------------------------ history
+
+
+@dataclasses.dataclass
+class PBTHistory:
+    """What a population did, per generation ``g`` and member ``i`` (both backends).
+
+    ``fitness [G, P]`` (before selection), ``source [G, P]`` (whom ``i`` copied; ``i``
+    if nobody), ``hypers`` name -> ``[G, P]`` (after explore), ``metrics`` name ->
+    ``[G, P]`` (means over the generation's iterations; in-graph only).
+    """
+
+    fitness: np.ndarray
+    source: np.ndarray
+    hypers: dict[str, np.ndarray]
+    metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    backend: str = "in-graph"
+
+    @classmethod
+    def from_records(cls, records: Mapping[str, Any], backend: str = "in-graph") -> PBTHistory:
+        r = jax.tree.map(np.asarray, dict(records))
+        return cls(r["fitness"], r["source"], dict(r["hypers"]), dict(r.get("metrics", {})),
+                   backend)
+
+    def copies(self) -> list[tuple[int, int, int]]:
+        """``(generation, member, copied_from)`` for every copy, in order."""
+        g, i = np.nonzero(self.source != np.arange(self.source.shape[1]))
+        return [(int(a), int(b), int(self.source[a, b])) for a, b in zip(g, i, strict=True)]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One JSON-friendly row per generation."""
+        out = []
+        for g in range(self.fitness.shape[0]):
+            row = {"generation": g + 1, "fitness": self.fitness[g].tolist(),
+                   "source": self.source[g].tolist(),
+                   "hypers": {k: v[g].tolist() for k, v in self.hypers.items()}}
+            row.update({k: v[g].tolist() for k, v in self.metrics.items()})
+            out.append(row)
+        return out
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, Any]], backend: str = "in-graph"):
+        hypers = {k: np.array([r["hypers"][k] for r in rows]) for k in rows[0]["hypers"]}
+        skip = {"generation", "fitness", "source", "hypers", "iteration", "env_steps"}
+        metrics = {k: np.array([r[k] for r in rows], float) for k in rows[0] if k not in skip}
+        return cls(np.array([r["fitness"] for r in rows], float),
+                   np.array([r["source"] for r in rows], int), hypers, metrics, backend)
+
+
+# ------------------------------------------------------------------------------ agents
+
+
+def _native_fields(agent_config: Any) -> dict[str, str]:
+    """Shared or own option name -> the learner config's field it sets."""
+    names = dict(agent_config.spec.names)
+    own = {k: k for k, _ in agent_config.options}
+    return {**own, **names}
+
+
+def _planner_module(kind: str):
+    from innerlab.planners import muzero, ppo
+
+    modules = {"ppo-lstm": ppo, "ppo-transformer": ppo, "muzero": muzero}
+    if kind not in modules:
+        raise ValueError(f"in-graph PBT supports the kinds {sorted(modules)}, got {kind!r}")
+    return modules[kind]
+
+
+def agent_member(agent_config: Any, pbt: PBTConfig) -> Member:
+    """A :class:`Member` that trains one agent of ``agent_config`` (``ppo-lstm``,
+    ``ppo-transformer`` or ``muzero``) with its evolving hypers traced per member.
+
+    The hyper-parameters are options of the agent (``learning_rate``, and for PPO e.g.
+    ``ent_coef`` or ``discount``; MuZero's search discount is static, so only its
+    learning rate can evolve); exploit copies the network and optimiser state, the
+    envs, memories and keys stay with their slot.
+    """
+    module = _planner_module(agent_config.kind)
+    fields = _native_fields(agent_config)
+    unknown = [n for n in pbt.hyper_names if n not in fields]
+    if unknown:
+        raise ValueError(f"PBTConfig.hypers names {unknown}, which are not options of kind "
+                         f"{agent_config.kind!r} (evolvable: {sorted(fields)})")
+    native = agent_config.native()
+    env, params = agent_config.make_env()
+
+    def iteration(state, hypers):
+        cfg = dataclasses.replace(native, **{fields[n]: v for n, v in hypers.items()})
+        state, metrics = module.train_iteration(state, cfg, env, params)
+        metrics = dict(metrics)
+        metrics["episode_return"] = jnp.where(metrics["episodes"] > 0,
+                                              metrics["episode_return"], jnp.nan)
+        metrics["episodes"] = jnp.asarray(metrics["episodes"], jnp.float32)
+        return state, metrics
+
+    return Member(init=lambda key: module.init_state(key, native, env, params),
+                  iteration=iteration, learned=("model", "opt_state"),
+                  env_fields=("env_state", "obs", "ep_return"))
+
+
+CHECKPOINT = "population"
+
+
+def _meta(agent_config, pbt: PBTConfig, seed: int, generations: int) -> dict[str, Any]:
+    return {"agent": agent_config.to_dict(), "pbt": pbt.to_dict(), "seed": seed,
+            "generations": generations}
+
+
+@dataclasses.dataclass
+class PopulationResult:
+    """A trained population: the final ``state`` (members ``[P]``), its history, and
+    ``policy(i)`` for member ``i``."""
+
+    config: Any
+    pbt: PBTConfig
+    state: PopulationState | None
+    history: PBTHistory
+    env_steps: int
+
+    def policy(self, member: int, greedy: bool = True):
+        from innerlab.agents.learners import learner
+
+        one = jax.tree.map(lambda x: x[member] if eqx.is_array(x) else x, self.state.members)
+        return learner(self.config).policy(one, greedy)
+
+    def best(self) -> int:
+        """The member with the highest last fitness."""
+        last = np.where(np.isnan(self.history.fitness[-1]), -np.inf, self.history.fitness[-1])
+        return int(np.argmax(last))
+
+
+_FNS: dict[Any, Any] = {}
+
+
+def _population_fns(agent_config, pbt: PBTConfig, chunk: int):
+    key = (agent_config, pbt, chunk)
+    if key not in _FNS:
+        member = agent_member(agent_config, pbt)
+        init = eqx.filter_jit(lambda k: init_population(member, pbt, k))
+        run = eqx.filter_jit(lambda pop: run_generations(member, pbt, pop, chunk))
+        _FNS[key] = (init, run)
+    return _FNS[key]
+
+
+def train_population(agent_config: Any, pbt: PBTConfig, generations: int, *, seed: int = 0,
+                     run_dir: str | os.PathLike | None = None, chunk: int = 1,
+                     max_chunks: int | None = None) -> PopulationResult:
+    """Train ``pbt.population`` agents of ``agent_config`` in one jitted program, with
+    PBT every ``pbt.interval`` learner iterations, for ``generations`` generations.
+
+    ``chunk`` generations run per jitted call; with ``run_dir`` a checkpoint and the
+    history rows (``metrics.jsonl``) are written after every call, and calling again
+    with the same arguments continues bit-identically (the state holds every key).
+    ``agent_config.total_steps`` is ignored: the budget is ``generations * interval``
+    iterations per member.
+    """
+    from innerlab.rundir import RunDir
+
+    if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
+        raise ValueError(f"argument 'generations' must be an int >= 1, got {generations!r}")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1 or generations % chunk:
+        raise ValueError(f"argument 'chunk' must be an int >= 1 dividing generations "
+                         f"({generations}), got {chunk!r}")
+    init, run = _population_fns(agent_config, pbt, chunk)
+    pop = init(jax.random.key(seed))
+    meta = _meta(agent_config, pbt, seed, generations)
+    rows: list[dict[str, Any]] = []
+    run_d = None
+    if run_dir is not None:
+        path = Path(os.fspath(run_dir))
+        ckpt = path / (CHECKPOINT + ".json")
+        run_d = RunDir(path, resume=ckpt.exists())
+        if ckpt.exists():
+            saved = json.loads(ckpt.read_text())
+            from innerlab.rundir import to_jsonable
+
+            if {k: v for k, v in saved.items() if k != "done"} != to_jsonable(meta):
+                raise ValueError(f"cannot resume from {path}: it holds a population of another "
+                                 "config, PBT options, seed or length; use another run_dir")
+            pop = eqx.tree_deserialise_leaves(path / (CHECKPOINT + ".eqx"), pop)
+            rows = [r for r in run_d.read_metrics() if r["generation"] <= saved["done"]]
+            run_d.clear_metrics()  # drop rows logged after the last checkpoint
+            for r in rows:
+                run_d.log_metrics(r)
+        else:
+            run_d.write_config(meta)
+    done = len(rows)
+    per_iter = agent_config.steps_per_iteration
+    todo = (generations - done) // chunk
+    if max_chunks is not None:
+        todo = min(todo, max_chunks)
+    for _ in range(todo):
+        pop, records = run(pop)
+        new = PBTHistory.from_records(records).rows()
+        for r in new:
+            done += 1
+            r.update(generation=done, iteration=done * pbt.interval,
+                     env_steps=done * pbt.interval * per_iter)
+        rows.extend(new)
+        if run_d is not None:
+            tmp = run_d.file(CHECKPOINT + ".eqx.tmp")
+            eqx.tree_serialise_leaves(tmp, pop)
+            os.replace(tmp, run_d.file(CHECKPOINT + ".eqx"))
+            run_d.file(CHECKPOINT + ".json").write_text(json.dumps({**meta, "done": done}) + "\n")
+            for r in new:
+                run_d.log_metrics(r)
+    history = PBTHistory.from_rows(rows) if rows else None
+    return PopulationResult(agent_config, pbt, pop, history, done * pbt.interval * per_iter)
+
+
+# ------------------------------------------------------------------------------ Ray Tune
+
+
+def ray_scheduler(config: PBTConfig, base: Mapping[str, float] | None = None):
+    """``ray.tune.schedulers.PopulationBasedTraining`` with this rule: synchronous
+    generations every reported step, the same truncation count (:func:`truncation_count`
+    is Ray's own count), each copied hyper-parameter multiplied by one of ``factors``
+    (never resampled), maximising the reported ``fitness``."""
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    base = dict(config.hypers) if base is None else dict(base)
+    # the domain is only used to resample, which resample_probability=0 never does
+    mutations = {n: tune.loguniform(abs(v) / 1e3 or 1e-9, abs(v) * 1e3 or 1.0)
+                 for n, v in base.items()}
+    return PopulationBasedTraining(
+        time_attr="training_iteration", metric="fitness", mode="max", perturbation_interval=1,
+        hyperparam_mutations=mutations, quantile_fraction=config.truncation,
+        resample_probability=0.0, perturbation_factors=config.factors, synch=True)
+
+
+def _ray_member_trial(member_fn: Callable[[], Member], config: PBTConfig, seed: int,
+                      generations: int, trial_config: dict) -> None:
+    """One member as a Ray Tune trial: ``interval`` iterations per report, the fitness of
+    :func:`window_fitness`, a checkpoint with every report (an exploit restarts the trial
+    from the donor's checkpoint with the perturbed hypers)."""
+    import tempfile
+
+    from ray import tune
+
+    member = member_fn()
+    hypers = {n: jnp.float32(trial_config[n]) for n in config.hyper_names}
+    me = tune.get_context().get_trial_id()
+    ckpt = tune.get_checkpoint()
+    state = member.init(jax.random.fold_in(jax.random.key(seed), trial_config["member"]))
+    window = jnp.zeros((config.window,), jnp.float32)
+    count = jnp.int32(0)
+    generation, source = 0, me
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            meta = json.loads((Path(d) / "member.json").read_text())
+            state, window, count = eqx.tree_deserialise_leaves(Path(d) / "member.eqx",
+                                                               (state, window, count))
+        generation, source = meta["generation"], meta["trial"]
+        if source != me:  # an exploit: the donor's learned fields, this trial's own randomness
+            salt = int.from_bytes(f"{me}/{generation}".encode()[-8:], "little") % (2**31)
+            fresh = member.init(jax.random.fold_in(jax.random.key(seed), salt))
+            state = _replace_fields(fresh, member.learned, state)
+    run = _ray_iterations(member, config)
+    while generation < generations:
+        state, window, count, metrics = run(state, window, count, hypers)
+        generation += 1
+        fitness = float(window_fitness(window, count))
+        with tempfile.TemporaryDirectory() as d:
+            eqx.tree_serialise_leaves(Path(d) / "member.eqx", (state, window, count))
+            (Path(d) / "member.json").write_text(json.dumps({"generation": generation,
+                                                             "trial": me}))
+            tune.report({"fitness": fitness, "generation": generation, "trial": me,
+                         "copied_from": source,
+                         **{f"hyper/{n}": float(v) for n, v in hypers.items()},
+                         **{f"metric/{k}": float(np.nanmean(v)) for k, v in metrics.items()}},
+                        checkpoint=tune.Checkpoint.from_directory(d))
+        source = me
+
+
+_RAY_FNS: dict[Any, Any] = {}
+
+
+def _ray_iterations(member: Member, config: PBTConfig):
+    """``interval`` iterations of one member and its window, jitted (cached per process)."""
+    key = (member, config.interval)
+    if key not in _RAY_FNS:
+        def run(state, window, count, hypers):
+            dyn0, static = eqx.partition(state, eqx.is_array)
+
+            def step(carry, _):
+                dyn, window, count = carry
+                s, m = member.iteration(eqx.combine(dyn, static), hypers)
+                window, count = window_push(window, count, m["episode_return"], m["episodes"])
+                return (eqx.filter(s, eqx.is_array), window, count), m
+
+            (dyn, window, count), metrics = jax.lax.scan(step, (dyn0, window, count), None,
+                                                         length=config.interval)
+            return eqx.combine(dyn, static), window, count, metrics
+
+        _RAY_FNS[key] = eqx.filter_jit(run)
+    return _RAY_FNS[key]
+
+
+def _agent_member_from_dict(agent: dict, pbt_config: dict) -> Member:
+    from innerlab.agents.config import AgentConfig
+
+    return agent_member(AgentConfig.from_dict(agent), PBTConfig(**pbt_config))
+
+
+def _history_from_ray(rows: Sequence[Mapping[str, Any]], config: PBTConfig,
+                      generations: int) -> PBTHistory:
+    """Who copied whom and the hypers per generation, from every result the trials
+    reported (members numbered in the order of their trial ids)."""
+    ids = sorted({str(r["trial"]) for r in rows})
+    index = {t: i for i, t in enumerate(ids)}
+    p = len(ids)
+    fitness = np.full((generations, p), np.nan)
+    source = np.tile(np.arange(p), (generations, 1))
+    hypers = {n: np.full((generations, p), np.nan) for n in config.hyper_names}
+    for row in rows:
+        t = str(row["trial"])
+        i = index[t]
+        g = int(row["generation"]) - 1
+        if not 0 <= g < generations:
+            continue
+        fitness[g, i] = row["fitness"]
+        if g > 0 and row["copied_from"] != t:
+            source[g - 1, i] = index.get(row["copied_from"], i)
+        for n in config.hyper_names:
+            hypers[n][g, i] = row[f"hyper/{n}"]
+    # hypers after explore at generation g are those the member trains with at g + 1
+    after = {n: np.concatenate([v[1:], v[-1:]], 0) for n, v in hypers.items()}
+    return PBTHistory(fitness, source, after, {}, backend="ray")
+
+
+def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTConfig,
+                         generations: int, *, seed: int = 0,
+                         out: str | os.PathLike = "runs/pbt-ray", address: str | None = None,
+                         resources: Mapping[str, float] | None = None,
+                         num_cpus: int | None = None) -> PBTHistory:
+    """The same population as Ray Tune trials under :func:`ray_scheduler`.
+
+    ``member_fn``: a picklable function returning the :class:`Member` (a module-level
+    function or a :class:`innerlab.envs.rollout.bind` of one), or an ``AgentConfig``
+    (then :func:`agent_member`). Each trial is one member, reports the fitness every
+    ``interval`` iterations and checkpoints through ``tune.report``; Ray's exploit
+    restarts a bottom trial from a top trial's checkpoint with perturbed hypers; the
+    restarted trial keeps the donor's ``learned`` fields and fitness window and starts
+    fresh envs and keys of its own (in-graph, a copy keeps its slot's envs running).
+    ``address``/``num_cpus`` go to :func:`innerlab.agents.sweep.ray_init` (``None``
+    starts Ray here; ``num_cpus=2`` on a small machine).
+    """
+    import functools
+
+    from innerlab.agents.config import AgentConfig
+    from innerlab.agents.sweep import ray_init
+    from innerlab.envs.rollout import bind
+
+    if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
+        raise ValueError(f"argument 'generations' must be an int >= 1, got {generations!r}")
+    if isinstance(member_fn, AgentConfig):
+        member_fn = bind(_agent_member_from_dict, member_fn.to_dict(), pbt_config.to_dict())
+    kwargs = {} if num_cpus is None else {"num_cpus": num_cpus}
+    ray_init(address, **kwargs)
+    from ray import tune
+
+    trainable = tune.with_resources(
+        functools.partial(_ray_member_trial, member_fn, pbt_config, seed, generations),
+        dict(resources or {"cpu": 1}))
+    space = {"member": tune.grid_search(list(range(pbt_config.population))),
+             **dict(pbt_config.hypers)}
+    out = Path(os.fspath(out)).absolute()
+    collector = _collector()
+    tuner = tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(scheduler=ray_scheduler(pbt_config), reuse_actors=True),
+        run_config=tune.RunConfig(name="pbt", storage_path=str(out), verbose=0,
+                                  callbacks=[collector],
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+    grid = tuner.fit()
+    errors = [str(r.error) for r in grid if r.error is not None]
+    if errors:
+        raise RuntimeError("Ray PBT trials failed: " + "; ".join(errors))
+    return _history_from_ray(collector.rows, pbt_config, generations)
+
+
+def _collector():
+    """A Tune callback that keeps every reported result in the driver (no shared file
+    system needed: results travel with Ray's own messages)."""
+    from ray.tune import Callback
+
+    class Collect(Callback):
+        def __init__(self):
+            self.rows: list[dict[str, Any]] = []
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            keep = ("fitness", "generation", "trial", "copied_from")
+            self.rows.append({k: v for k, v in result.items()
+                              if k in keep or k.startswith(("hyper/", "metric/"))})
+
+    return Collect()

@@ -309,7 +309,9 @@ class PBTHistory:
 
     ``fitness [G, P]`` (before selection), ``source [G, P]`` (whom ``i`` copied; ``i``
     if nobody), ``hypers`` name -> ``[G, P]`` (after explore), ``metrics`` name ->
-    ``[G, P]`` (means over the generation's iterations; in-graph only).
+    ``[G, P]`` (in-graph: the learner's metrics averaged over the generation's
+    iterations; Ray: ``train_s``, the seconds each trial's training call took, NaN
+    for a worker's first, compiling, call).
     """
 
     fitness: np.ndarray
@@ -540,7 +542,7 @@ def _ray_member_trial(member_fn: Callable[[], Member], config: PBTConfig, seed: 
 
     from ray import tune
 
-    member = member_fn()
+    member = _cached_member(member_fn)
     hypers = {n: jnp.float32(trial_config[n]) for n in config.hyper_names}
     me = tune.get_context().get_trial_id()
     ckpt = tune.get_checkpoint()
@@ -558,9 +560,16 @@ def _ray_member_trial(member_fn: Callable[[], Member], config: PBTConfig, seed: 
             salt = int.from_bytes(f"{me}/{generation}".encode()[-8:], "little") % (2**31)
             fresh = member.init(jax.random.fold_in(jax.random.key(seed), salt))
             state = _replace_fields(fresh, member.learned, state)
+    warm = (member, config.interval) in _RAY_FNS
     run = _ray_iterations(member, config)
+    import time
+
     while generation < generations:
-        state, window, count, metrics = run(state, window, count, hypers)
+        start = time.perf_counter()
+        state, window, count, metrics = jax.block_until_ready(run(state, window, count, hypers))
+        # a process's first call compiles: its seconds are not training time
+        train_s = time.perf_counter() - start if warm else math.nan
+        warm = True
         generation += 1
         fitness = float(window_fitness(window, count))
         with tempfile.TemporaryDirectory() as d:
@@ -568,7 +577,7 @@ def _ray_member_trial(member_fn: Callable[[], Member], config: PBTConfig, seed: 
             (Path(d) / "member.json").write_text(json.dumps({"generation": generation,
                                                              "trial": me}))
             tune.report({"fitness": fitness, "generation": generation, "trial": me,
-                         "copied_from": source,
+                         "copied_from": source, "train_s": train_s,
                          **{f"hyper/{n}": float(v) for n, v in hypers.items()},
                          **{f"metric/{k}": float(np.nanmean(v)) for k, v in metrics.items()}},
                         checkpoint=tune.Checkpoint.from_directory(d))
@@ -576,6 +585,18 @@ def _ray_member_trial(member_fn: Callable[[], Member], config: PBTConfig, seed: 
 
 
 _RAY_FNS: dict[Any, Any] = {}
+_MEMBERS: dict[Any, Member] = {}
+
+
+def _cached_member(member_fn: Callable[[], Member]) -> Member:
+    """One :class:`Member` per ``member_fn`` in a worker process, so a reused Ray actor
+    (a trial restarted by an exploit) finds its jitted iterations already compiled."""
+    try:
+        if member_fn not in _MEMBERS:
+            _MEMBERS[member_fn] = member_fn()
+        return _MEMBERS[member_fn]
+    except TypeError:  # an unhashable member_fn: build it every time
+        return member_fn()
 
 
 def _ray_iterations(member: Member, config: PBTConfig):
@@ -615,6 +636,7 @@ def _history_from_ray(rows: Sequence[Mapping[str, Any]], config: PBTConfig,
     fitness = np.full((generations, p), np.nan)
     source = np.tile(np.arange(p), (generations, 1))
     hypers = {n: np.full((generations, p), np.nan) for n in config.hyper_names}
+    train_s = np.full((generations, p), np.nan)
     for row in rows:
         t = str(row["trial"])
         i = index[t]
@@ -622,13 +644,14 @@ def _history_from_ray(rows: Sequence[Mapping[str, Any]], config: PBTConfig,
         if not 0 <= g < generations:
             continue
         fitness[g, i] = row["fitness"]
+        train_s[g, i] = row.get("train_s", np.nan)
         if g > 0 and row["copied_from"] != t:
             source[g - 1, i] = index.get(row["copied_from"], i)
         for n in config.hyper_names:
             hypers[n][g, i] = row[f"hyper/{n}"]
     # hypers after explore at generation g are those the member trains with at g + 1
     after = {n: np.concatenate([v[1:], v[-1:]], 0) for n, v in hypers.items()}
-    return PBTHistory(fitness, source, after, {}, backend="ray")
+    return PBTHistory(fitness, source, after, {"train_s": train_s}, backend="ray")
 
 
 def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTConfig,
@@ -674,7 +697,7 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
         tune_config=tune.TuneConfig(scheduler=ray_scheduler(pbt_config), reuse_actors=True),
         run_config=tune.RunConfig(name="pbt", storage_path=str(out), verbose=0,
                                   callbacks=[collector],
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
     grid = tuner.fit()
     errors = [str(r.error) for r in grid if r.error is not None]
     if errors:
@@ -692,7 +715,7 @@ def _collector():
             self.rows: list[dict[str, Any]] = []
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            keep = ("fitness", "generation", "trial", "copied_from")
+            keep = ("fitness", "generation", "trial", "copied_from", "train_s")
             self.rows.append({k: v for k, v in result.items()
                               if k in keep or k.startswith(("hyper/", "metric/"))})
 

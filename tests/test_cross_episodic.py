@@ -106,3 +106,12 @@ def test_tiny_recipe_run(tmp_path):
     for name in ("report.md", "krueger.png", "boost_rate.png", "population.png"):
         assert (run.path / name).exists(), name
     assert "Krueger" in (run.path / "report.md").read_text()
+
+
+@pytest.mark.slow  # compiles three populations of the game (half a minute on 2 loaded cores)
+def test_docs_example_runs():
+    from doc_examples import run_python_blocks
+
+    ns = run_python_blocks("cross_episodic.md", min_blocks=2)
+    assert np.asarray(ns["ex"].source).tolist() == [0, 1, 1, 3]
+    assert ns["condition"] == "pbt+swap" and ns["p_coop"][-1] < ns["p_coop"][0]

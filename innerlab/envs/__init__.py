@@ -11,12 +11,13 @@ from innerlab.envs.batched import batched_step, reset_where
 from innerlab.envs.boost_chain import BoostChain, BoostChainParams, BoostChainState
 from innerlab.envs.core import Box, Discrete, Environment, EnvParams, params_to_dict, replace_params
 from innerlab.envs.egocentric import Egocentric, egocentric_view
-from innerlab.envs.grid import GridEnvironment, GridState
+from innerlab.envs.grid import GridEnvironment, GridState, onehot_from_int
 from innerlab.envs.orchard import Orchard, OrchardParams
 from innerlab.envs.proxy_maze import ProxyMaze, ProxyMazeParams, ProxyMazeState
 from innerlab.envs.registry import list_envs, make, register, unregister
 from innerlab.envs.side_channel import SideChannel, SideChannelParams, SideChannelState
 from innerlab.envs.spaceship import Spaceship, SpaceshipParams, SpaceshipState
+from innerlab.envs.wrappers import IntegerObs, ObservationWrapper
 
 register("Orchard-v0", Orchard)
 register("ProxyMaze-v0", ProxyMaze)
@@ -35,6 +36,8 @@ __all__ = [
     "Environment",
     "GridEnvironment",
     "GridState",
+    "IntegerObs",
+    "ObservationWrapper",
     "Orchard",
     "OrchardParams",
     "ProxyMaze",
@@ -50,6 +53,7 @@ __all__ = [
     "egocentric_view",
     "list_envs",
     "make",
+    "onehot_from_int",
     "params_to_dict",
     "register",
     "replace_params",

@@ -68,6 +68,8 @@ class Box:
     dtype: Any = jnp.float32
 
     def sample(self, key: Array) -> Array:
+        if jnp.issubdtype(self.dtype, jnp.integer):
+            return jax.random.randint(key, self.shape, self.low, self.high + 1).astype(self.dtype)
         return jax.random.uniform(key, self.shape, self.dtype, self.low, self.high)
 
     def contains(self, x: Array) -> Array:

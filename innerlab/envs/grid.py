@@ -117,6 +117,53 @@ def grid_observation(
     return obs
 
 
+INT_OBS_SLOTS = ("tile", "colour", "shape", "size")
+
+
+def int_observation(
+    state: GridState, n_colours: int, n_shapes: int, n_sizes: int
+) -> UInt8[Array, "H W 4"]:
+    """The same information as ``grid_observation``, as small integers: ``uint8 [H, W, 4]``.
+
+    Each of the four slots (``INT_OBS_SLOTS``) of a cell holds 1 + the index of
+    the one-hot channel that is on in that group, or 0 when none is: ``tile``
+    (wall or agent), the alive object's ``colour``, ``shape`` and ``size``.
+    ``onehot_from_int`` maps it back to the one-hot grid exactly (alive objects
+    sit on distinct cells, so each group has at most one channel on per cell).
+    Why: no float one-hot is built in the env, and rollouts stored as ``uint8``
+    take a fraction of the memory; networks expand it at their input.
+    """
+    height, width = state.walls.shape
+    tile = state.walls.astype(jnp.uint8).at[state.agent[0], state.agent[1]].set(2)
+    codes = jnp.stack(
+        [
+            3 + state.obj_colour,
+            3 + n_colours + state.obj_shape,
+            3 + n_colours + n_shapes + state.obj_size,
+        ],
+        axis=-1,
+    )
+    codes = jnp.where(state.obj_alive[:, None], codes, 0).astype(jnp.uint8)
+    # max, not set: a dead object may share a cell with an alive one (its codes are 0)
+    rows, cols = state.obj_pos[:, 0], state.obj_pos[:, 1]
+    objects = jnp.zeros((height, width, 3), jnp.uint8).at[rows, cols].max(codes)
+    return jnp.concatenate([tile[..., None], objects], axis=-1)
+
+
+def onehot_from_int(
+    obs: Int[Array, "*batch H W S"], num_channels: int
+) -> Float[Array, "*batch H W C"]:
+    """The one-hot channel grid an integer observation stands for (``float32``).
+
+    Slot value ``v > 0`` turns on channel ``v - 1``; 0 turns on nothing. The
+    inverse of ``int_observation`` (and of any env's ``observe_int`` that
+    follows the same rule), and what a network does first with integer
+    observations: one-hot then a linear layer is an embedding.
+    """
+    onehot = jax.nn.one_hot(obs.astype(jnp.int32) - 1, num_channels, dtype=jnp.float32)
+    return jnp.sum(onehot, axis=-2)
+
+
 def is_valid(state: GridState, n_colours: int, n_shapes: int, n_sizes: int) -> Bool[Array, ""]:
     """Structural invariants every gridworld state satisfies.
 
@@ -238,6 +285,16 @@ class GridEnvironment(Environment):
         params = self.resolve_params(params)
         self.check_state(state, params)
         return grid_observation(self.grid_of(state), *self.feature_counts(params))
+
+    def observe_int(self, state, params=None) -> UInt8[Array, "H W S"]:
+        """``observe``'s information as ``uint8`` slots (see ``int_observation``).
+
+        An env that adds channels to ``observe`` must add slots here too;
+        ``envs.IntegerObs`` refuses an env that overrides one and not the other.
+        """
+        params = self.resolve_params(params)
+        self.check_state(state, params)
+        return int_observation(self.grid_of(state), *self.feature_counts(params))
 
     def channel_names(self, params=None) -> list[str]:
         return channel_names(*self.feature_counts(self.resolve_params(params)))

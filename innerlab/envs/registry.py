@@ -7,6 +7,7 @@ from typing import Any
 
 from innerlab.envs.core import Environment, EnvParams, replace_params
 from innerlab.envs.egocentric import Egocentric
+from innerlab.envs.wrappers import IntegerObs
 
 _REGISTRY: dict[str, Callable[[], Environment]] = {}
 
@@ -28,19 +29,32 @@ def list_envs() -> list[str]:
     return sorted(_REGISTRY)
 
 
+OBSERVATIONS = ("onehot", "int")
+
+
 def make(
-    name: str, *, egocentric: bool = False, **overrides: Any
+    name: str, *, egocentric: bool = False, observation: str = "onehot", **overrides: Any
 ) -> tuple[Environment, EnvParams]:
     """``env, params = make("Orchard-v0", split="test")``.
 
     ``egocentric=True`` wraps a gridworld in ``Egocentric`` (agent-centred
-    observations; same task). Unknown names and unknown or inconsistent params
-    raise a clear error.
+    observations; same task). ``observation="int"`` wraps it (after
+    ``Egocentric``) in ``IntegerObs``: ``uint8`` slots instead of the float
+    one-hot grid, the same information. Unknown names and unknown or
+    inconsistent params raise a clear error.
     """
+    if observation not in OBSERVATIONS:
+        raise ValueError(
+            f"argument 'observation' must be one of {OBSERVATIONS}, got {observation!r}"
+        )
     if name.startswith("innerlab/"):
         name = name[len("innerlab/") :]
     if name not in _REGISTRY:
         raise KeyError(f"unknown environment {name!r}; registered: {list_envs()}")
     env = _REGISTRY[name]()
     params = replace_params(env.default_params, **overrides)
-    return (Egocentric(env) if egocentric else env), params
+    if egocentric:
+        env = Egocentric(env)
+    if observation == "int":
+        env = IntegerObs(env)
+    return env, params

@@ -1,0 +1,85 @@
+"""Integer observations (`make(..., observation="int")`): exactly the one-hot grid's information."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import innerlab.envs as envs
+from innerlab.envs import grid
+
+CASES = [("Orchard-v0", True), ("ProxyMaze-v0", False)]  # both wrappers, both grid envs
+
+
+@pytest.mark.parametrize("name,egocentric", CASES)
+def test_int_obs_maps_to_the_onehot_obs_exactly_on_any_state(name, egocentric):
+    env, params = envs.make(name, egocentric=egocentric, observation="int")
+    ref, _ = envs.make(name, egocentric=egocentric)
+
+    @jax.jit
+    def both(keys):
+        states = jax.vmap(lambda k: env.sample_state(k, params))(keys)
+        return (jax.vmap(lambda s: env.observe(s, params))(states),
+                jax.vmap(lambda s: ref.observe(s, params))(states))
+
+    obs_int, obs_hot = both(jax.random.split(jax.random.key(0), 128))
+    assert obs_int.dtype == jnp.uint8
+    assert obs_int.shape[-1] == len(grid.INT_OBS_SLOTS)
+    np.testing.assert_array_equal(env.onehot(obs_int, params), obs_hot)
+    # and back: each slot is 1 + the index of the channel that is on in its group (0: none)
+    assert env.num_channels(params) == obs_hot.shape[-1]
+
+
+def test_int_obs_env_has_the_same_dynamics_and_rewards():
+    env, params = envs.make("Orchard-v0", observation="int")
+    ref, _ = envs.make("Orchard-v0")
+    keys = jax.random.split(jax.random.key(1), 40)
+    actions = jax.random.randint(jax.random.key(2), (40,), 0, env.num_actions(params))
+
+    def run(e):
+        def body(carry, ka):
+            _, state = carry
+            k, a = ka
+            obs, state, reward, term, trunc, _ = e.step(k, state, a, params)
+            return (obs, state), (obs, reward, term | trunc)
+
+        start = e.reset(jax.random.key(3), params)
+        return jax.lax.scan(body, start, (keys, actions))[1]
+
+    obs_i, rew_i, done_i = jax.jit(lambda: run(env))()
+    obs_h, rew_h, done_h = jax.jit(lambda: run(ref))()
+    np.testing.assert_array_equal(rew_i, rew_h)
+    np.testing.assert_array_equal(done_i, done_h)
+    np.testing.assert_array_equal(env.onehot(obs_i, params), obs_h)
+    assert bool(jnp.any(done_i)), "the rollout should cross an episode boundary (auto-reset)"
+
+
+def test_a_dead_object_under_an_alive_one_does_not_hide_it():
+    env, params = envs.make("Orchard-v0", observation="int")
+    state = jax.jit(lambda k: env.sample_state(k, params))(jax.random.key(4))
+    # object 0 dead on object 1's cell, listed last so a plain scatter-set would overwrite
+    pos = state.obj_pos.at[-1].set(state.obj_pos[0])
+    alive = state.obj_alive.at[0].set(True).at[-1].set(False)
+    state = state.__class__(**{**vars(state), "obj_pos": pos, "obj_alive": alive})
+    ref, _ = envs.make("Orchard-v0")
+    obs_int, obs_hot = jax.jit(lambda s: (env.observe(s, params), ref.observe(s, params)))(state)
+    assert int(obs_int[tuple(state.obj_pos[0])][1]) > 0  # the alive object's colour is seen
+    np.testing.assert_array_equal(env.onehot(obs_int, params), obs_hot)
+
+
+def test_observation_space_is_uint8_and_contains_observations():
+    env, params = envs.make("Orchard-v0", observation="int")
+    space = env.observation_space(params)
+    obs, _ = jax.jit(lambda k: env.reset(k, params))(jax.random.key(0))
+    assert space.dtype == jnp.uint8 and space.shape == obs.shape
+    assert bool(jax.jit(space.contains)(obs))
+    assert space.sample(jax.random.key(1)).dtype == jnp.uint8
+
+
+def test_envs_without_an_integer_observation_are_refused_by_name():
+    with pytest.raises(TypeError, match="BoostChain-v0"):
+        envs.make("BoostChain-v0", observation="int")
+    with pytest.raises(TypeError, match="OrchardSideChannel-v0"):
+        envs.make("OrchardSideChannel-v0", observation="int")
+    with pytest.raises(ValueError, match="'observation' must be one of"):
+        envs.make("Orchard-v0", observation="ints")

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench lint docs-images clean
+.PHONY: demo test test-slow bench bench-peers-venv lint docs-images clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
+
+# The env benchmark's JAX peers (navix, XLand-MiniGrid) in their own venv: their pins
+# (flax, rlax, ...) are not ours, and the test set-up never installs them.
+bench-peers-venv:
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q --upgrade pip
+	.venv-peers/bin/python -m pip install -q jax==0.10.2 jaxlib==0.10.2 navix==0.7.4 xminigrid==0.9.3
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

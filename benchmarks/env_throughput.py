@@ -14,6 +14,13 @@ Measures, in one run, environment steps per second with uniformly random actions
 (c) Minigrid's ``MiniGrid-Empty-8x8-v0`` (the named peer), one step per call;
 (d) the same env through ``gymnasium.make_vec`` (``GymnasiumVectorEnv``, one
     jitted call per batched step, NumPy in and out), 4096 envs;
+(e) (a) with integer observations (``make(..., observation="int")``: ``uint8``
+    slots instead of the float one-hot grid, the same information);
+(f) the JAX peers navix (``Navix-Empty-8x8-v0``) and XLand-MiniGrid
+    (``MiniGrid-Empty-8x8``), each as its authors recommend (see
+    ``benchmarks/env_peers.py``), run in their own virtualenv
+    (``make bench-peers-venv``: their pins are not ours) and measured in turns
+    with (a) and (e), ``--repeats`` rounds;
 
 and writes rates and ratios to ``benchmarks/results/env_throughput.json``.
 Each rate is the median of ``--repeats`` timed runs. Run: ``python benchmarks/env_throughput.py``
@@ -28,6 +35,7 @@ import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import time
 
 import gymnasium
@@ -38,7 +46,9 @@ import innerlab
 from innerlab.envs import make
 from innerlab.envs.batched import batched_step
 
-RESULTS = pathlib.Path(__file__).parent / "results" / "env_throughput.json"
+HERE = pathlib.Path(__file__).parent
+RESULTS = HERE / "results" / "env_throughput.json"
+PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
 ENV = "Orchard-v0"
 PEER = "MiniGrid-Empty-8x8-v0"
 
@@ -56,9 +66,12 @@ def median_rate(run, steps: int, repeats: int) -> tuple[float, list[float]]:
 STEPPERS = ("batched_step", "vmap_step", "step_env")
 
 
-def jax_vmap_rate(num_envs: int, num_steps: int, repeats: int, stepper: str = "batched_step"):
+def jax_vmap_rate(
+    num_envs: int, num_steps: int, repeats: int, stepper: str = "batched_step",
+    observation: str = "onehot",
+):
     """(a) functional env, jit + vmap + lax.scan, stepping with one of ``STEPPERS``."""
-    env, params = make(ENV)
+    env, params = make(ENV, observation=observation)
     n_actions = env.num_actions(params)
 
     def step_batch(keys, state, actions):
@@ -87,6 +100,36 @@ def jax_vmap_rate(num_envs: int, num_steps: int, repeats: int, stepper: str = "b
     rollout(key).block_until_ready()  # compile
     rollout(key).block_until_ready()  # warm-up
     return median_rate(lambda: rollout(key).block_until_ready(), num_envs * num_steps, repeats)
+
+
+def peer_rates(num_envs: int, num_steps: int) -> dict | str:
+    """(f) one round of the JAX peers in their own virtualenv; a reason string if absent."""
+    if not PEERS_PYTHON.exists():
+        missing = PEERS_PYTHON.relative_to(HERE.parent)
+        return f"not run: {missing} is missing (make bench-peers-venv)"
+    cmd = [str(PEERS_PYTHON), str(HERE / "env_peers.py"), "--num-envs", str(num_envs),
+           "--steps", str(num_steps), "--repeats", "1"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def in_turns(num_envs: int, num_steps: int, rounds: int) -> dict:
+    """(a), (e) and (f) measured in turns, one run each per round (this machine drifts)."""
+    runs: dict[str, list[float]] = {"jax_vmap": [], "jax_vmap_int_obs": []}
+    peers_info: dict = {}
+    for r in range(rounds):
+        print(f"round {r + 1}/{rounds}: (a), (e), (f) ...", flush=True)
+        runs["jax_vmap"] += jax_vmap_rate(num_envs, num_steps, 1)[1]
+        runs["jax_vmap_int_obs"] += jax_vmap_rate(num_envs, num_steps, 1, observation="int")[1]
+        peers = peer_rates(num_envs, num_steps)
+        if isinstance(peers, str):
+            peers_info = {"status": peers}
+            continue
+        for name in ("navix", "xland_minigrid"):
+            runs.setdefault(name, []).extend(peers[name]["runs"])
+            peers_info[name] = {k: v for k, v in peers[name].items() if k not in ("rate", "runs")}
+        peers_info["jax"] = peers["jax"]
+    return {"runs": runs, "peers": peers_info}
 
 
 def python_loop_rate(env: gymnasium.Env, num_steps: int, repeats: int, seed: int = 0):
@@ -133,8 +176,9 @@ def main() -> None:
     import minigrid  # noqa: F401  (registers MiniGrid-* with gymnasium)
 
     results = {}
-    print(f"(a) {ENV} jit+vmap, {args.num_envs} envs x {args.scan_steps} steps ...", flush=True)
-    results["jax_vmap"] = jax_vmap_rate(args.num_envs, args.scan_steps, args.repeats)
+    turns = in_turns(args.num_envs, args.scan_steps, args.repeats)
+    for name, runs in turns["runs"].items():
+        results[name] = (statistics.median(runs), runs)
     print("(a-vmap) the same with plain vmap(env.step) ...", flush=True)
     results["jax_vmap_step"] = jax_vmap_rate(
         args.num_envs, args.scan_steps, args.repeats, stepper="vmap_step"
@@ -170,9 +214,25 @@ def main() -> None:
             "jax_vmap_over_gymnasium_adapter": rates["jax_vmap"] / rates["gymnasium_adapter"],
             "gymnasium_adapter_over_minigrid": rates["gymnasium_adapter"] / rates["minigrid"],
             "make_vec_over_minigrid": rates["gymnasium_make_vec"] / rates["minigrid"],
+            "int_obs_over_onehot": rates["jax_vmap_int_obs"] / rates["jax_vmap"],
+            "jax_vmap_int_obs_over_minigrid": rates["jax_vmap_int_obs"] / rates["minigrid"],
+            **{
+                f"{ours}_over_{peer}": rates[ours] / rates[peer]
+                for ours in ("jax_vmap", "jax_vmap_int_obs")
+                for peer in ("navix", "xland_minigrid")
+                if peer in rates
+            },
         },
-        "target": "jax_vmap >= 1000 x minigrid",
-        "target_met": rates["jax_vmap"] >= 1000 * rates["minigrid"],
+        "targets": {
+            "jax_vmap >= 1000 x minigrid": rates["jax_vmap"] >= 1000 * rates["minigrid"],
+            "jax_vmap_int_obs >= 1000 x minigrid": (
+                rates["jax_vmap_int_obs"] >= 1000 * rates["minigrid"]
+            ),
+            "jax_vmap_int_obs >= navix": (
+                rates["jax_vmap_int_obs"] >= rates["navix"] if "navix" in rates else None
+            ),
+        },
+        "peers": turns["peers"],
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
         "machine": {
             "cpu_count": os.cpu_count(),

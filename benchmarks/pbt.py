@@ -67,7 +67,7 @@ def _ray(agent, population: int, interval: int, generations: int, num_cpus: int)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         hist = pbt.train_population_ray(agent, config, generations, out=out,
-                                        num_cpus=num_cpus)
+                                        num_cpus=num_cpus).history
         seconds = time.perf_counter() - start
     ray.shutdown()
     steps = population * generations * interval * agent.steps_per_iteration

@@ -255,13 +255,15 @@ def test_ray_backend_runs_a_two_trial_pbt(tmp_path):
     config = pbt.PBTConfig(population=2, interval=5, window=5, truncation=0.5,
                            hypers={"learning_rate": 0.01})
     try:
-        hist = pbt.train_population_ray(bind(krueger_member, -0.5, 1.0), config, 4,
-                                        out=tmp_path, num_cpus=2)
+        res = pbt.train_population_ray(bind(krueger_member, -0.5, 1.0), config, 4,
+                                       out=tmp_path, num_cpus=2)
     finally:
         import ray
 
         ray.shutdown()
+    hist = res.history
     assert hist.backend == "ray" and hist.fitness.shape == (4, 2)
+    assert res.state.members.theta.shape == (2,)  # every trial's last checkpoint
     assert np.isfinite(hist.fitness).all()
     # generation 1: the lower member copies the other, its learning rate x0.8 or x1.2
     g0 = hist.fitness[0]

@@ -658,8 +658,10 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
                          generations: int, *, seed: int = 0,
                          out: str | os.PathLike = "runs/pbt-ray", address: str | None = None,
                          resources: Mapping[str, float] | None = None,
-                         num_cpus: int | None = None) -> PBTHistory:
-    """The same population as Ray Tune trials under :func:`ray_scheduler`.
+                         num_cpus: int | None = None) -> PopulationResult:
+    """The same population as Ray Tune trials under :func:`ray_scheduler`; returns the
+    same :class:`PopulationResult` as :func:`train_population` (the members are every
+    trial's last checkpoint; ``history.backend == "ray"``).
 
     ``member_fn``: a picklable function returning the :class:`Member` (a module-level
     function or a :class:`innerlab.envs.rollout.bind` of one), or an ``AgentConfig``
@@ -679,8 +681,12 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
 
     if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
         raise ValueError(f"argument 'generations' must be an int >= 1, got {generations!r}")
-    if isinstance(member_fn, AgentConfig):
-        member_fn = bind(_agent_member_from_dict, member_fn.to_dict(), pbt_config.to_dict())
+    if pbt_config.swap_envs:
+        raise ValueError("PBTConfig.swap_envs needs the in-graph backend (Ray trials do not "
+                         "share environments); got swap_envs=True with the Ray backend")
+    agent = member_fn if isinstance(member_fn, AgentConfig) else None
+    if agent is not None:
+        member_fn = bind(_agent_member_from_dict, agent.to_dict(), pbt_config.to_dict())
     kwargs = {} if num_cpus is None else {"num_cpus": num_cpus}
     ray_init(address, **kwargs)
     from ray import tune
@@ -694,7 +700,9 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
     collector = _collector()
     tuner = tune.Tuner(
         trainable, param_space=space,
-        tune_config=tune.TuneConfig(scheduler=ray_scheduler(pbt_config), reuse_actors=True),
+        # select=False, the control: the same trials side by side, no scheduler
+        tune_config=tune.TuneConfig(scheduler=ray_scheduler(pbt_config) if pbt_config.select
+                                    else None, reuse_actors=True),
         run_config=tune.RunConfig(name="pbt", storage_path=str(out), verbose=0,
                                   callbacks=[collector],
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
@@ -702,7 +710,30 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
     errors = [str(r.error) for r in grid if r.error is not None]
     if errors:
         raise RuntimeError("Ray PBT trials failed: " + "; ".join(errors))
-    return _history_from_ray(collector.rows, pbt_config, generations)
+    history = _history_from_ray(collector.rows, pbt_config, generations)
+    members = _final_members(grid, _cached_member(member_fn), pbt_config)
+    steps = agent.steps_per_iteration * generations * pbt_config.interval if agent else 0
+    return PopulationResult(agent, pbt_config, members, history, steps)
+
+
+def _final_members(grid, member: Member, config: PBTConfig) -> PopulationState:
+    """Every trial's last checkpoint, stacked in the order of the trial ids (the
+    history's member numbering)."""
+    like = (member.init(jax.random.key(0)), jnp.zeros((config.window,), jnp.float32),
+            jnp.int32(0))
+    found = {}
+    for r in grid:
+        with r.checkpoint.as_directory() as d:
+            trial = json.loads((Path(d) / "member.json").read_text())["trial"]
+            found[str(trial)] = eqx.tree_deserialise_leaves(Path(d) / "member.eqx", like)
+    states = [found[t] for t in sorted(found)]
+
+    def stack(*leaves):
+        return jnp.stack(leaves) if eqx.is_array(leaves[0]) else leaves[0]
+
+    members, window, count = jax.tree.map(stack, *states)
+    return PopulationState(members, {}, window, count, jax.random.key_data(jax.random.key(0)),
+                           jnp.int32(0))
 
 
 def _collector():

@@ -214,6 +214,13 @@ class CrossEpisodicConfig(RecipeConfig):
     max_steps: int = 10
     eval_envs: int = 16
     eval_steps: int = 200
+    backend: str = "in-graph"
+    """BoostChain populations: ``"in-graph"`` (one vmapped program) or ``"ray"`` (each member
+    a Ray Tune trial under PopulationBasedTraining, the same rule and fitness)."""
+    ray_address: str = ""
+    """Ray backend: ``"auto"`` joins a running cluster; empty starts Ray on this machine."""
+    ray_cpus: int = 0
+    """Ray backend started here: CPUs it may use (0: all)."""
     # planner
     planner_simulations: int = 256
     """Simulations per search (with a zero leaf value and a uniform prior the search must
@@ -254,8 +261,9 @@ def _boost_cell(config: CrossEpisodicConfig, cost, horizon, fitness, visible, ou
     agent = agents.make(config.kind, env="BoostChain-v0", env_overrides=overrides,
                         width=config.width, num_envs=config.num_envs, discount=config.discount,
                         learning_rate=config.learning_rate,
-                        total_steps=config.num_envs * 32 if config.kind.startswith("ppo") else
-                        config.num_envs * 16)
+                        # train_population sets the budget (generations x interval); this
+                        # only has to hold one iteration of either kind's default rollout
+                        total_steps=config.num_envs * 64)
     env, params = agent.make_env()
     # chain fitness: with the chain as the learner's episode, its return; otherwise the mean
     # of the last chain_length episodes (one chain's worth)
@@ -264,9 +272,15 @@ def _boost_cell(config: CrossEpisodicConfig, cost, horizon, fitness, visible, ou
                        hypers={"learning_rate": config.learning_rate}, select=fitness != "none")
     label = f"cost={cost:g}-{horizon}-{fitness}-{'visible' if visible else 'hidden'}"
     start = time.time()
-    res = pbt.train_population(agent, pc, config.generations, seed=config.seed,
-                               run_dir=out.file(f"cells/{label}/x").parent,
-                               chunk=_divisor(config.generations))
+    if config.backend == "ray":
+        res = pbt.train_population_ray(agent, pc, config.generations, seed=config.seed,
+                                       out=out.path / "cells" / label / "ray",
+                                       address=config.ray_address or None,
+                                       num_cpus=config.ray_cpus or None)
+    else:
+        res = pbt.train_population(agent, pc, config.generations, seed=config.seed,
+                                   run_dir=out.path / "cells" / label,
+                                   chunk=_divisor(config.generations))
     key = jax.random.key(config.seed + 1)
     rates, chains = [], []
     for i in range(config.population):
@@ -380,6 +394,8 @@ def run(config: CrossEpisodicConfig) -> RunDir:
     for f in config.fitnesses:
         if f not in FITNESS:
             raise ValueError(f"option 'fitnesses' must hold values of {FITNESS}, got {f!r}")
+    if config.backend not in ("in-graph", "ray"):
+        raise ValueError(f"option 'backend' must be 'in-graph' or 'ray', got {config.backend!r}")
     run_d = RunDir(config.out, resume=True)
     run_d.write_config(config)
     timings = {}

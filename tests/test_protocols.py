@@ -230,9 +230,9 @@ def test_state_searches_need_a_grid_env(spaceship, models, method):
 
 
 def test_gradient_search_rejects_an_observation_it_cannot_relax(models):
-    env, params = envs.make("Orchard-v0", egocentric=True)  # every GridEnv member, other view
-    with pytest.raises(ValueError, match="relaxes the plain grid observation.*observes shape "
-                                         r"\(13, 13, 9\)"):
+    env, params = envs.make("BoostChain-v0")  # every GridEnv member, extra planes
+    with pytest.raises(ValueError, match="relaxes the grid observation.*observes shape "
+                                         r"\(6, 6, 15\)"):
         adversary.gradient_search(models["planted_pair"], env, params, jax.random.key(0),
                                   budget=8)
 

@@ -1,27 +1,44 @@
-"""The robust-reward recipe: registration, options, run directory, determinism."""
+"""The robust-reward recipe: options, stages and resume, the measures on known cases, a tiny run."""
 
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
-from innerlab.recipes import get_recipe, list_recipes, run_recipe
-from innerlab.recipes.robust_reward import RobustRewardConfig
+from innerlab.recipes import RunDir, get_recipe, list_recipes, run_recipe
+from innerlab.recipes.robust_reward import (
+    ENSEMBLES,
+    METHODS,
+    RobustRewardConfig,
+    paired,
+    pearson_np,
+    stage,
+)
 
 TINY = dict(
-    num_seeds=2, data_envs=4, data_steps=16, train_steps=20, retrain_steps=5, rounds=1,
-    label_budget=4, search_budget=32, latent_steps=1, eval_transitions=64, eval_envs=2,
-    num_simulations=2, goodhart_budgets=(2,), width=16, latent_dim=8,
+    num_seeds=2, ensembles=("bootstrap", "diverse"), methods=("none", "random-train", "gradient"),
+    num_envs=8, iterations=2, rounds=1, label_budget=4, round_iterations=2, num_simulations=2,
+    search_budget=64, latent_steps=2, eval_episodes=4, eval_transitions=64,
+    goodhart_budgets=(1, 2),
 )
 
 
 def test_registered_with_quick_preset():
     assert "robust-reward" in list_recipes()
-    recipe = get_recipe("robust-reward")
-    assert recipe.config_cls is RobustRewardConfig
-    quick = RobustRewardConfig(quick=True).resolved()
-    assert quick.rounds < RobustRewardConfig().rounds
-    assert quick.num_seeds >= 3  # the demo still shows a seed spread
+    assert get_recipe("robust-reward").config_cls is RobustRewardConfig
+    full, quick = RobustRewardConfig(), RobustRewardConfig(quick=True).resolved()
+    assert full.num_seeds >= 5 and set(full.ensembles) == set(ENSEMBLES)
+    assert set(full.methods) == set(METHODS) and min(full.goodhart_budgets) == 1
+    assert max(full.goodhart_budgets) == 64
+    assert quick.num_seeds >= 3 and "diverse" in quick.ensembles  # the demo shows a spread
+    assert quick.rounds * quick.label_budget <= 64  # the issue's label budget
+    agent = full.agent("prior")
+    native = agent.native()
+    assert agent.kind == "muzero" and agent.egocentric
+    assert native.reward_prior_scale > 0 and native.label_capacity == 64
+    assert agent.schedule() == (full.iterations + full.rounds * full.round_iterations,
+                                full.round_iterations)
 
 
 @pytest.mark.parametrize(
@@ -30,50 +47,16 @@ def test_registered_with_quick_preset():
         ("num_seeds", 0, "'num_seeds' must be an int >= 1"),
         ("label_budget", 0, "'label_budget' must be an int >= 1"),
         ("search_budget", -1, "'search_budget' must be an int >= 1"),
-        ("epsilon", -0.5, "'epsilon' must be >= 0"),
-        ("methods", ("random", "magic"), "unknown \\['magic'\\]"),
-        ("num_members", 1, "'num_members' must be >= 2"),
+        ("latent_epsilon", -0.5, "'latent_epsilon' and 'pessimism_k' must be >= 0"),
+        ("methods", ("none", "magic"), "unknown \\['magic'\\]"),
+        ("ensembles", ("bagging",), "unknown \\['bagging'\\]"),
+        ("iterations", 30, "multiple of 'round_iterations'"),
         ("goodhart_budgets", (0, 4), "'goodhart_budgets' must be ints >= 1"),
     ],
 )
 def test_bad_options_are_named(field, value, match):
     with pytest.raises(ValueError, match=match):
         RobustRewardConfig(**{field: value})
-
-
-def _numbers(path):
-    summary = json.loads((path / "summary.json").read_text())
-    return summary["results"], summary["tables"]
-
-
-@pytest.mark.slow
-def test_tiny_run_writes_run_dir_and_is_deterministic(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    run_recipe("robust-reward", RobustRewardConfig(out=str(a), **TINY))
-    run_recipe("robust-reward", RobustRewardConfig(out=str(b), **TINY))
-    for name in ("config.json", "metrics.jsonl", "summary.json", "report.md", "goodhart.png",
-                 "methods.png", "rounds.png"):
-        assert (a / name).is_file(), name
-    assert _numbers(a) == _numbers(b)
-    report = (a / "report.md").read_text()
-    assert "seed spread" in report and "random" in report
-    # a finished run resumed in place redoes no round and gives the same numbers
-    run_recipe("robust-reward", dataclasses.replace(
-        RobustRewardConfig(out=str(a), **TINY), resume=True))
-    assert _numbers(a) == _numbers(b)
-    rows = lambda p: (p / "metrics.jsonl").read_text().splitlines()
-    assert len(rows(a)) == len(rows(b))  # the resumed run logged no row twice
-
-
-@pytest.mark.slow
-def test_full_size_run(tmp_path):
-    out = tmp_path / "full"
-    run_recipe("robust-reward", RobustRewardConfig(out=str(out)))
-    summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["seeds"]) >= 3
-    for method in RobustRewardConfig().methods:
-        assert method in summary["results"]
-    assert "## What differs by more than the seed spread" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("env", ["ProxyMaze-v0", "BoostChain-v0", "Spaceship-v0",
@@ -102,36 +85,69 @@ def test_cli_rejects_an_unsupported_env_before_training(monkeypatch, capsys):
     assert "option 'env' is 'ProxyMaze-v0'" in out and "supported envs: Orchard-v0" in out
 
 
-def test_supported_env_names_are_accepted():
-    assert RobustRewardConfig(env="Orchard-v0").env == "Orchard-v0"
-    assert RobustRewardConfig(env="innerlab/Orchard-v0").env == "innerlab/Orchard-v0"
+def test_a_finished_stage_is_read_back_not_recomputed(tmp_path):
+    out = RunDir(tmp_path / "run")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": np.float32(1.5)}
+
+    first = stage(out, "s", compute)
+    again = stage(RunDir(tmp_path / "run", resume=True), "s", compute)
+    assert calls == [1] and first["value"] == again["value"] == 1.5
 
 
-@pytest.mark.slow  # compiles the MCTS agent's rollout twice: about half a minute
-def test_agent_rollout_sums_the_first_episode_of_the_one_rollout():
-    """True return and harm are episode_returns' for the same MCTS policy and key; the
-    learned return sums the ensemble's reward over the same steps (an oracle ensemble
-    learns the true return exactly)."""
-    import jax
-    import numpy as np
+def test_paired_differences_exceed_only_a_consistent_effect():
+    up = paired([1.0, 1.2, 0.9, 1.1, 1.05], [0.0, 0.1, 0.0, 0.05, 0.0])
+    assert up["exceeds"] and up["ci95"][0] > 0
+    same = paired([0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4])
+    assert same["diff"] == 0.0 and not same["exceeds"]
+    noise = paired([1.0, -1.0, 1.0, -1.0, 0.5, -0.5], [0.0] * 6)
+    assert not noise["exceeds"]
 
-    import innerlab.envs as envs
-    from innerlab.envs.rollout import episode_returns
-    from innerlab.planners.mcts import MCTSLayer
-    from innerlab.recipes.robust_reward import agent_rollout, planner_policy
-    from innerlab.testing.oracle import OracleRewardModel
 
-    env, params = envs.make("Orchard-v0", split="test", height=5, width=5, n_objects=3,
-                            max_steps=12)
-    oracle = OracleRewardModel(env, params, num_members=2)
-    key = jax.random.key(0)
-    got = agent_rollout(oracle, env, params, key, 4, 2, "mean")
-    layer = MCTSLayer(oracle, 2, env=env, env_params=params, reward="model", how="mean")
-    ref = episode_returns(env, params, planner_policy(layer), key, 4)
-    np.testing.assert_allclose(got["true_return"], ref.returns.mean(), rtol=1e-6)
-    np.testing.assert_allclose(got["harmful_collected"],
-                               ref.info["collected_harmful"].mean(), rtol=1e-6)
-    np.testing.assert_allclose(got["learned_return"], got["true_return"], rtol=1e-6)
-    assert float(got["true_return"]) != 0.0  # the planner collected something
-    oracle_env = agent_rollout(None, env, params, key, 4, 2, "mean", reward="env")
-    assert float(oracle_env["learned_return"]) == 0.0
+def test_pearson_known_answers():
+    x = np.arange(10.0)
+    assert pearson_np(x, 3 * x + 1) == pytest.approx(1.0)
+    assert pearson_np(x, -x) == pytest.approx(-1.0)
+    assert np.isnan(pearson_np(x, np.ones(10)))  # a constant prediction says nothing
+    w = np.array([1] * 5 + [0] * 5)
+    assert pearson_np(x, np.r_[x[:5], -x[5:]], w) == pytest.approx(1.0)
+
+
+def _strip(x):
+    """``x`` without the stages' wall times (the only numbers a rerun may change)."""
+    if isinstance(x, dict):
+        return {k: _strip(v) for k, v in x.items() if k != "seconds"}
+    if isinstance(x, list):
+        return [_strip(v) for v in x]
+    return x
+
+
+def _numbers(path):
+    return _strip(json.loads((path / "summary.json").read_text())["results"])
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_run_dir_is_deterministic_and_resumes(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_recipe("robust-reward", RobustRewardConfig(out=str(a), **TINY))
+    for name in ("config.json", "metrics.jsonl", "summary.json", "report.md", "goodhart.png",
+                 "methods.png", "labels.png", "strip.png", "stages/diverse-gradient.json",
+                 "runs/diverse/gradient/checkpoint.eqx"):
+        assert (a / name).is_file(), name
+    report = (a / "report.md").read_text()
+    assert "Do the reward heads fit the training reward" in report
+    assert "exceed their intervals" in report and "random-train" in report
+    labels = json.loads((a / "stages/diverse-gradient.json").read_text())
+    assert labels["curve"][0]["labels"] == 4
+    # a run killed after some stages resumes without redoing them and ends the same
+    run_recipe("robust-reward", RobustRewardConfig(out=str(b), **TINY))
+    for late in ("diverse-gradient", "diverse-gradient-round1"):
+        (b / "stages" / f"{late}.json").unlink()
+    run_recipe("robust-reward", RobustRewardConfig(out=str(b), resume=True, **TINY))
+    assert _numbers(a) == _numbers(b)
+    with pytest.raises(ValueError, match="options \\['rounds'\\] differ"):
+        run_recipe("robust-reward", RobustRewardConfig(out=str(b), resume=True,
+                                                       **{**TINY, "rounds": 2}))

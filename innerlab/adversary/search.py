@@ -39,6 +39,7 @@ from jaxtyping import Array, Float, Int
 
 from innerlab.adversary.objectives import action_disagreement, measure_fn
 from innerlab.envs import grid
+from innerlab.envs.egocentric import Egocentric, egocentric_view
 from innerlab.protocols import GridEnv, GroundTruthEnv, RewardEnsemble, require
 
 METHODS = ("random", "evolution", "gradient")
@@ -435,18 +436,41 @@ def project(r: Relaxation, g: grid.GridState) -> grid.GridState:
     )
 
 
+def soft_view(env: Any, r: Relaxation, walls: Array) -> Float[Array, "..."]:
+    """The relaxed observation as ``env`` observes it: ``soft_observation`` for a plain grid
+    env; for ``envs.Egocentric`` the agent-centred view, averaged over the soft agent position.
+
+    Egocentric: the view centred on cell ``c`` of the object channels, weighted by the
+    agent's probability of standing at ``c``, plus the agent itself, always in the centre
+    cell. At a one-hot agent position this is exactly ``env.observe`` of the hard state,
+    and it is differentiable in every logit.
+    """
+    soft = soft_observation(r, walls)
+    if not isinstance(env, Egocentric):
+        return soft
+    h, w = walls.shape
+    agent = soft[..., 1].reshape(-1)  # [H*W] where the agent stands
+    objects = soft.at[..., 1].set(0.0)
+    rows, cols = jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij")
+    cells = jnp.stack([rows.reshape(-1), cols.reshape(-1)], axis=-1)
+    views = jax.vmap(lambda c: egocentric_view(objects, c))(cells)  # [H*W, 2H-1, 2W-1, C]
+    return jnp.tensordot(agent, views, axes=1).at[h - 1, w - 1, 1].set(1.0)
+
+
 def _check_relaxable(env: Any, params: Any) -> None:
-    """A ValueError unless ``env.observe`` is the plain grid observation that
-    ``soft_observation`` relaxes (same shape): not, e.g., an egocentric view or extra planes."""
+    """A ValueError unless ``env.observe`` is an observation that ``soft_view`` relaxes
+    (the plain grid observation or its egocentric view, same shape): not, e.g., extra planes."""
     state = jax.eval_shape(lambda k: env.sample_state(k, params), jax.random.key(0))
     obs = jax.eval_shape(lambda s: env.observe(s, params), state)
-    walls = jax.eval_shape(env.grid_of, state).walls
-    want = (*walls.shape, 2 + sum(env.feature_counts(params)))
-    if tuple(obs.shape) != want:
+    g = jax.eval_shape(env.grid_of, state)
+    r = jax.eval_shape(lambda x: relax(x, env.feature_counts(params)), g)
+    want = jax.eval_shape(lambda rr, walls: soft_view(env, rr, walls), r, g.walls).shape
+    if tuple(obs.shape) != tuple(want):
         raise ValueError(
-            f"adversary.gradient_search relaxes the plain grid observation (walls, agent and "
-            f"feature channels, shape {want}); argument 'env' ({type(env).__name__}) observes "
-            f"shape {tuple(obs.shape)}, so use evolutionary_search or random_search on it"
+            f"adversary.gradient_search relaxes the grid observation (walls, agent and feature "
+            f"channels, or their egocentric view: shape {tuple(want)}); argument 'env' "
+            f"({type(env).__name__}) observes shape {tuple(obs.shape)}, so use "
+            "evolutionary_search or random_search on it"
         )
 
 
@@ -497,7 +521,7 @@ def _gradient_search(model, env, params, key, steps, pop, top_n, lr, init_scale,
     opt_state = jax.vmap(opt.init)(relaxed)
 
     def objective(r, g):
-        soft = soft_observation(r, g.walls)
+        soft = soft_view(env, r, g.walls)
         preds = jax.vmap(lambda a: model(soft, a))(jnp.arange(num_actions))  # [A, K]
         return jnp.max(differentiable(preds))
 

@@ -8,6 +8,16 @@ reward, with a Bernoulli bootstrap mask per member so the members stay
 distinct), value (against n-step targets bootstrapped from the search's root
 values) and policy (cross-entropy against the search's action weights).
 
+Three options serve the robust-reward experiment (all off by default, and then
+the learner is exactly the plain one, PRNG streams included):
+``label_capacity`` gives the state a buffer of overseer labels (observation,
+action, true reward; filled by :func:`add_labels`) that every minibatch also
+fits, with every member, so labels bought by an adversary retrain the agent's
+own reward heads while it keeps training; ``reward_prior_scale`` adds
+randomised prior functions to the reward heads; ``diversity_coef`` pushes the
+heads apart on unlabelled ``env.sample_state`` transitions
+(``innerlab.reward_models.diverse``).
+
 The whole iteration is one pure function of a ``TrainState``
 (:func:`init_state`, :func:`train_iteration`), which holds every PRNG key.
 Training runs, evaluation and checkpoints go through ``innerlab.agents``
@@ -31,6 +41,7 @@ from jaxtyping import Array
 from innerlab.envs.core import Environment, EnvParams
 from innerlab.planners.mcts import MCTSLayer
 from innerlab.planners.world_model import WorldModel
+from innerlab.reward_models.diverse import diversity_loss, with_reward_prior
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +79,13 @@ class MuZeroConfig:
     encoder: str = "mlp"
     latent_activation: str = "minmax"
     egocentric: bool = False  # observe gridworlds through ``envs.Egocentric`` (agent-centred)
+    label_capacity: int = 0  # overseer labels the state can hold (0: no label buffer)
+    label_coef: float = 1.0  # weight of the labelled-reward loss
+    label_batch: int = 32  # labels drawn (with replacement) per minibatch
+    reward_prior_scale: float = 0.0  # randomised prior functions on the reward heads (0: none)
+    diversity_coef: float = 0.0  # weight of the diversity loss on unlabelled inputs (0: none)
+    diversity_batch: int = 32  # unlabelled sample_state transitions per minibatch
+    diversity_cap: float = 1.0  # per-pair squared difference beyond which no more push
 
     def __post_init__(self):
         for name in (
@@ -85,6 +103,18 @@ class MuZeroConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"MuZeroConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name, low in (("label_capacity", 0), ("label_batch", 1), ("diversity_batch", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"MuZeroConfig.{name} must be an int >= {low}, got {value!r}")
+        for name in ("label_coef", "reward_prior_scale", "diversity_coef", "diversity_cap"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"MuZeroConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.diversity_coef > 0 and (self.num_members < 2 or not self.diversity_cap > 0):
+            raise ValueError(
+                "MuZeroConfig.diversity_coef > 0 needs num_members >= 2 and diversity_cap > 0, "
+                f"got num_members={self.num_members}, diversity_cap={self.diversity_cap}"
+            )
         if self.num_iterations % self.chunk:
             raise ValueError(
                 f"MuZeroConfig.num_iterations ({self.num_iterations}) must be a multiple of "
@@ -108,6 +138,7 @@ class TrainState(eqx.Module):
     key: Array  # raw uint32 key data, so checkpoints are plain arrays
     iteration: Array  # []
     replay: dict  # the last ``replay_rollouts`` unrolled rollouts, each leaf [R, N, ...]
+    labels: dict  # overseer labels (``label_capacity`` rows, ``count`` used); {} without
 
 
 class Trajectory(eqx.Module):
@@ -162,6 +193,10 @@ def init_state(seed_key: Array, config: MuZeroConfig, env: Environment, params: 
         width=config.width,
         latent_activation=config.latent_activation,
     )
+    if config.reward_prior_scale > 0:
+        model = with_reward_prior(model, config.reward_prior_scale,
+                                  jax.random.fold_in(k_model, 1),
+                                  where=lambda m: m.reward_model.head)
     opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_inexact_array))
     n, k, a = config.num_envs * config.rollout_len, config.unroll, env.num_actions(params)
     r = config.replay_rollouts
@@ -173,6 +208,13 @@ def init_state(seed_key: Array, config: MuZeroConfig, env: Environment, params: 
         "weights": jnp.full((r, n, k + 1, a), 1.0 / a),
         "mask": jnp.zeros((r, n, k + 1), bool),
     }
+    cap = config.label_capacity
+    labels = {} if cap == 0 else {
+        "obs": jnp.zeros((cap,) + obs.shape[1:], obs.dtype),
+        "action": jnp.zeros(cap, jnp.int32),
+        "reward": jnp.zeros(cap),
+        "count": jnp.int32(0),
+    }
     return TrainState(
         model=model,
         opt_state=opt_state,
@@ -182,7 +224,38 @@ def init_state(seed_key: Array, config: MuZeroConfig, env: Environment, params: 
         key=jax.random.key_data(k_run),
         iteration=jnp.int32(0),
         replay=replay,
+        labels=labels,
     )
+
+
+def add_labels(state: TrainState, obs: Array, action: Array, reward: Array) -> TrainState:
+    """``state`` with ``n`` overseer labels appended to its label buffer (one seed).
+
+    ``obs`` ``[n, ...]`` (the agent's observations), ``action`` ``[n]``, ``reward``
+    ``[n]`` (the true reward). Rows past ``label_capacity`` are dropped, so a
+    caller sizes the buffer for every label it will buy.
+    """
+    if not state.labels:
+        raise ValueError("add_labels: this state has no label buffer; build the learner with "
+                         "label_capacity > 0")
+    buf = state.labels
+    n = obs.shape[0]
+    if obs.shape[1:] != buf["obs"].shape[1:] or jnp.shape(action) != (n,) or jnp.shape(
+        reward
+    ) != (n,):
+        raise ValueError(
+            f"add_labels: expected obs [n, {', '.join(map(str, buf['obs'].shape[1:]))}], action "
+            f"[n], reward [n]; got {tuple(obs.shape)}, {jnp.shape(action)}, {jnp.shape(reward)}"
+        )
+    idx = buf["count"] + jnp.arange(n)
+    put = lambda x, v: x.at[idx].set(v.astype(x.dtype), mode="drop")  # noqa: E731
+    labels = {
+        "obs": put(buf["obs"], obs),
+        "action": put(buf["action"], action),
+        "reward": put(buf["reward"], reward),
+        "count": jnp.minimum(buf["count"] + n, buf["obs"].shape[0]).astype(jnp.int32),
+    }
+    return eqx.tree_at(lambda s: s.labels, state, labels)
 
 
 # ---------------------------------------------------------------------- acting
@@ -293,8 +366,33 @@ def sample_loss(model: WorldModel, sample: dict, member_mask: Array, config: MuZ
     return loss_r / k, loss_v / (k + 1), loss_p / (k + 1), entropy / (k + 1)
 
 
-def batch_loss(model, batch, member_masks, config):
-    """reward_coef * reward + value_coef * value + policy - entropy_coef * prior entropy.
+def extra_losses(model: WorldModel, extra: dict, config: MuZeroConfig):
+    """The optional reward-head losses of one minibatch: ``(weighted total, {name: loss})``.
+
+    ``extra["labels"]``: overseer labels (``obs``, ``action``, ``reward``, ``valid``);
+    every member fits them (no bootstrap mask: a bought label should settle the
+    question for the whole ensemble). ``extra["unlabelled"]``: ``obs``/``action``
+    of unlabelled transitions for :func:`~innerlab.reward_models.diverse.diversity_loss`.
+    """
+    total, out = 0.0, {}
+    if "labels" in extra:
+        lab = extra["labels"]
+        preds = jax.vmap(model.reward_model)(lab["obs"], lab["action"])  # [B, K]
+        loss = jnp.where(lab["valid"], jnp.mean((preds - lab["reward"][:, None]) ** 2), 0.0)
+        out["loss_labels"] = loss
+        total = total + config.label_coef * loss
+    if "unlabelled" in extra:
+        u = extra["unlabelled"]
+        preds = jax.vmap(model.reward_model)(u["obs"], u["action"])
+        loss = diversity_loss(preds, config.diversity_cap)
+        out["loss_diversity"] = loss
+        total = total + config.diversity_coef * loss
+    return total, out
+
+
+def batch_loss(model, batch, member_masks, config, extra=None):
+    """reward_coef * reward + value_coef * value + policy - entropy_coef * prior entropy,
+    plus :func:`extra_losses` (labels, diversity) where ``extra`` holds them.
 
     The entropy bonus keeps the prior's logits finite: Gumbel search targets
     are a softmax of prior logits plus Q-terms, so without it a prior that
@@ -303,20 +401,26 @@ def batch_loss(model, batch, member_masks, config):
     lr, lv, lp, ent = jax.vmap(lambda s, mm: sample_loss(model, s, mm, config))(batch, member_masks)
     lr, lv, lp, ent = lr.mean(), lv.mean(), lp.mean(), ent.mean()
     total = config.reward_coef * lr + config.value_coef * lv + lp - config.entropy_coef * ent
-    return total, {
+    more, aux = extra_losses(model, extra or {}, config)
+    return total + more, {
         "loss_reward": lr,
         "loss_value": lv,
         "loss_policy": lp,
         "policy_entropy": ent,
+        **aux,
     }
 
 
-def learn(model, opt_state, data: dict, key: Array, config: MuZeroConfig):
+def learn(model, opt_state, data: dict, key: Array, config: MuZeroConfig,
+          labels: dict | None = None, unlabelled: dict | None = None):
     """``num_epochs`` x ``num_minibatches`` Adam steps on ``data`` (``[M, ...]`` leaves).
 
     Each epoch draws one rollout's worth (``num_envs * rollout_len``) of samples
     from ``data`` without replacement: with ``M`` equal to one rollout that is a
     shuffled pass, with a replay of several rollouts a random subset of it.
+    ``labels`` (the state's label buffer) adds ``label_batch`` labels drawn with
+    replacement to every minibatch; ``unlabelled`` (leaves
+    ``[num_epochs, num_minibatches, diversity_batch, ...]``) the diversity inputs.
     """
     optimizer = make_optimizer(config)
     n = config.num_envs * config.rollout_len
@@ -325,24 +429,35 @@ def learn(model, opt_state, data: dict, key: Array, config: MuZeroConfig):
 
     def minibatch(carry, mb):
         model, opt_state = carry
-        batch, member_masks = mb
-        (_, aux), grads = grad_fn(model, batch, member_masks, config)
+        batch, member_masks, extra = mb
+        (_, aux), grads = grad_fn(model, batch, member_masks, config, extra)
         updates, opt_state = optimizer.update(
             grads, opt_state, eqx.filter(model, eqx.is_inexact_array)
         )
         model = eqx.apply_updates(model, updates)
         return (model, opt_state), aux
 
-    def epoch(carry, k):
+    def epoch(carry, xs):
+        k, extra = xs
         k_perm, k_boot = jax.random.split(k)
         perm = jax.random.permutation(k_perm, total)[:n]
         shaped = lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:])
         batches = jax.tree.map(shaped, data)
         masks = jax.random.bernoulli(k_boot, config.bootstrap_prob, (n, config.num_members))
-        return scan_modules(minibatch, carry, (batches, shaped(masks.astype(jnp.float32))))
+        if labels:  # its own key, so the other streams are those of a run without labels
+            rows = jax.random.randint(jax.random.fold_in(k, 1),
+                                      (config.num_minibatches, config.label_batch), 0,
+                                      jnp.maximum(labels["count"], 1))
+            valid = jnp.broadcast_to(labels["count"] > 0, (config.num_minibatches,))
+            extra = {**extra, "labels": {"obs": labels["obs"][rows],
+                                         "action": labels["action"][rows],
+                                         "reward": labels["reward"][rows], "valid": valid}}
+        return scan_modules(minibatch, carry,
+                            (batches, shaped(masks.astype(jnp.float32)), extra))
 
+    per_epoch = {} if unlabelled is None else {"unlabelled": unlabelled}
     (model, opt_state), aux = scan_modules(
-        epoch, (model, opt_state), jax.random.split(key, config.num_epochs)
+        epoch, (model, opt_state), (jax.random.split(key, config.num_epochs), per_epoch)
     )
     return model, opt_state, jax.tree.map(jnp.mean, aux)
 
@@ -360,7 +475,11 @@ def train_iteration(state: TrainState, config: MuZeroConfig, env, params):
     slot = state.iteration % config.replay_rollouts
     replay = jax.tree.map(lambda buf, x: buf.at[slot].set(x), state.replay, data)
     flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), replay)
-    model, opt_state, aux = learn(state.model, state.opt_state, flat, k_learn, config)
+    unlabelled = None
+    if config.diversity_coef > 0:  # its own key, so the other streams are unchanged
+        unlabelled = unlabelled_batches(jax.random.fold_in(k_learn, 1), config, env, params)
+    model, opt_state, aux = learn(state.model, state.opt_state, flat, k_learn, config,
+                                  state.labels, unlabelled)
     metrics = dict(aux)
     metrics["episode_return"] = fin_sum / jnp.maximum(fin_n, 1)
     metrics["episodes"] = fin_n
@@ -374,5 +493,18 @@ def train_iteration(state: TrainState, config: MuZeroConfig, env, params):
         key=jax.random.key_data(key),
         iteration=state.iteration + 1,
         replay=replay,
+        labels=state.labels,
     )
     return new, metrics
+
+
+def unlabelled_batches(key: Array, config: MuZeroConfig, env, params) -> dict:
+    """``env.sample_state`` observations with uniform actions for the diversity loss:
+    leaves ``[num_epochs, num_minibatches, diversity_batch, ...]`` (no labels read)."""
+    shape = (config.num_epochs, config.num_minibatches, config.diversity_batch)
+    n = shape[0] * shape[1] * shape[2]
+    k_state, k_action = jax.random.split(key)
+    states = jax.vmap(lambda k: env.sample_state(k, params))(jax.random.split(k_state, n))
+    obs = jax.vmap(lambda s: env.observe(s, params))(states)
+    action = jax.random.randint(k_action, (n,), 0, env.num_actions(params), dtype=jnp.int32)
+    return {"obs": obs.reshape(shape + obs.shape[1:]), "action": action.reshape(shape)}

@@ -14,7 +14,18 @@ torch and transformers are imported only when a model is loaded
 """
 
 from innerlab.lm.model import PACKAGED, LanguageModel, Scorer, cache_root, load_model, packaged_gguf
-from innerlab.lm.policy import ORDERS, TextAgent, agent_of, choose, decide, lm_policy, position_bias
+from innerlab.lm.policy import (
+    ORDERS,
+    LMParams,
+    TextAgent,
+    agent_of,
+    choose,
+    decide,
+    lm_policy,
+    lm_rollout,
+    offer,
+    position_bias,
+)
 from innerlab.lm.text import (
     ENCODINGS,
     check_encoding,
@@ -29,6 +40,7 @@ __all__ = [
     "ENCODINGS",
     "ORDERS",
     "PACKAGED",
+    "LMParams",
     "LanguageModel",
     "Scorer",
     "TextAgent",
@@ -40,8 +52,10 @@ __all__ = [
     "encode",
     "legend_text",
     "lm_policy",
+    "lm_rollout",
     "load_model",
     "numpy_state",
+    "offer",
     "packaged_gguf",
     "position_bias",
     "prompt_text",

@@ -251,8 +251,8 @@ def load_model(model: str | os.PathLike = "smollm2-135m", dtype: str = "bfloat16
         cache: convert a GGUF once into ``cache_root()/lm/<name>-<dtype>`` and load that;
             ``False`` reads the GGUF every time (slow).
     """
-    torch_dtype = _torch_dtype(dtype)
     folder, gguf, cache_name = _resolve(model)
+    torch_dtype = _torch_dtype(dtype)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if gguf is not None and cache:

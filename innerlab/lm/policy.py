@@ -35,7 +35,7 @@ import numpy as np
 
 from innerlab.envs import grid
 from innerlab.envs.core import Environment, EnvParams
-from innerlab.envs.rollout import Policy, bind
+from innerlab.envs.rollout import Policy, Trajectory, rollout
 from innerlab.lm.model import Scorer
 from innerlab.lm.text import (
     check_encoding,
@@ -46,7 +46,10 @@ from innerlab.lm.text import (
     rules_text,
 )
 
-__all__ = ["ORDERS", "TextAgent", "agent_of", "choose", "decide", "lm_policy", "position_bias"]
+__all__ = [
+    "ORDERS", "LMParams", "TextAgent", "agent_of", "choose", "decide", "lm_policy", "lm_rollout",
+    "offer", "position_bias",
+]
 
 ORDERS = ("shuffled", "fixed")
 
@@ -55,7 +58,7 @@ ORDERS = ("shuffled", "fixed")
 class TextAgent:
     """Host side of the LM agent: how a state becomes a prompt, and which model scores it.
 
-    Hashable by identity (a static part of the jitted policy). ``action_names[a]`` is
+    ``action_names[a]`` is
     the word for action ``a`` (default: the grid's ``up, right, down, left``).
     """
 
@@ -66,6 +69,8 @@ class TextAgent:
     rules: str | None = None
     action_names: tuple[str, ...] = tuple(grid.MOVE_NAMES)
     order: str = "shuffled"
+    record: list | None = dataclasses.field(default=None, repr=False)
+    """While not None, every host call appends its offered orders (see lm_rollout)."""
 
     def __post_init__(self):
         check_encoding(self.encoding)
@@ -74,7 +79,10 @@ class TextAgent:
         if not callable(getattr(self.scorer, "option_logprobs", None)):
             raise TypeError("argument 'scorer' must have option_logprobs(prompts, options) "
                             f"(an innerlab.lm.LanguageModel), got {type(self.scorer).__name__}")
-        n = self.env.num_actions(self.params)
+        try:
+            n = self.env.num_actions(self.params)
+        except TypeError as err:
+            raise TypeError(f"the LM agent chooses among named discrete actions; {err}") from err
         self.action_names = tuple(self.action_names)
         if len(self.action_names) != n or len(set(self.action_names)) != n:
             raise ValueError(f"argument 'action_names' must name the {n} actions of "
@@ -115,43 +123,67 @@ class TextAgent:
         prompts = [self.prompt(numpy_state(flat, i), order[i]) for i in range(order.shape[0])]
         lp = self.scorer.option_logprobs(prompts, self.action_names, context=self.context)
         lp = np.asarray(lp, np.float32)
+        if lp.shape != (order.shape[0], self.num_actions):
+            raise ValueError(f"the scorer returned shape {lp.shape} for {order.shape[0]} prompts "
+                             f"and {self.num_actions} answers")
+        if self.record is not None:
+            self.record.append(np.asarray(offered))
         return lp.reshape(batch + (self.num_actions,))
 
-    def offer(self, key: jax.Array, num_envs: int) -> jax.Array:
-        """``[E, A]`` the order actions are offered in (a permutation per env, or the fixed one)."""
-        fixed = jnp.tile(jnp.arange(self.num_actions, dtype=jnp.int32), (num_envs, 1))
-        if self.order == "fixed":
-            return fixed
-        keys = jax.random.split(key, num_envs)
-        return jax.vmap(jax.random.permutation)(keys, fixed)
+
+# Policies hold the id of their TextAgent as a (traced) array, so that every LM policy of
+# one env shares one compiled rollout; the host call looks the agent up here.
+_AGENTS: dict[int, TextAgent] = {}
+
+
+class LMParams(eqx.Module):
+    """The arrays of an LM policy: its agent's id, temperature and whether to shuffle."""
+
+    agent: jax.Array
+    temperature: jax.Array
+    shuffle: jax.Array
+    num_actions: int = eqx.field(static=True)
+
+
+def _host_logprobs(agent_id: np.ndarray, states: Any, offered: np.ndarray) -> np.ndarray:
+    ids = np.unique(np.asarray(agent_id))
+    if ids.size != 1:
+        raise ValueError(f"one LM call must serve one agent, got agents {ids.tolist()}")
+    return _AGENTS[int(ids[0])].host_logprobs(states, offered)
+
+
+def offer(key: jax.Array, num_envs: int, num_actions: int, shuffle: jax.Array) -> jax.Array:
+    """``[E, A]`` the order actions are offered in: a fresh permutation per env where
+    ``shuffle``, else the env's own order."""
+    fixed = jnp.tile(jnp.arange(num_actions, dtype=jnp.int32), (num_envs, 1))
+    shuffled = jax.vmap(jax.random.permutation)(jax.random.split(key, num_envs), fixed)
+    return jnp.where(shuffle, shuffled, fixed)
 
 
 def choose(logprobs: jax.Array, offered: jax.Array, key: jax.Array,
-           temperature: float) -> jax.Array:
+           temperature: jax.Array | float) -> jax.Array:
     """``[E]`` actions from ``logprobs [E, A]`` (env order): the best (``temperature=0``; an
     exact tie goes to the earlier offer) or a sample of ``softmax(logprobs / temperature)``."""
     in_order = jnp.take_along_axis(logprobs, offered, axis=-1)
-    if temperature == 0:
-        pick = jnp.argmax(in_order, axis=-1)
-    else:
-        pick = jax.random.categorical(key, in_order / temperature, axis=-1)
+    greedy = jnp.argmax(in_order, axis=-1)
+    sampled = jax.random.categorical(key, in_order / jnp.maximum(temperature, 1e-6), axis=-1)
+    pick = jnp.where(temperature == 0, greedy, sampled)
     return jnp.take_along_axis(offered, pick[:, None], axis=-1)[:, 0]
 
 
-def decide(agent: TextAgent, temperature: float, states: Any,
-           key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def decide(params: LMParams, states: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(action [E], offered [E, A])`` for a batch of env states: one LM call."""
     num_envs = jax.tree.leaves(states)[0].shape[0]
     k_offer, k_pick = jax.random.split(key)
-    offered = agent.offer(k_offer, num_envs)
-    shape = jax.ShapeDtypeStruct((num_envs, agent.num_actions), jnp.float32)
-    logprobs = jax.pure_callback(agent.host_logprobs, shape, states, offered,
+    offered = offer(k_offer, num_envs, params.num_actions, params.shuffle)
+    shape = jax.ShapeDtypeStruct((num_envs, params.num_actions), jnp.float32)
+    logprobs = jax.pure_callback(_host_logprobs, shape, params.agent, states, offered,
                                  vmap_method="broadcast_all")
-    return choose(logprobs, offered, k_pick, temperature), offered
+    return choose(logprobs, offered, k_pick, params.temperature), offered
 
 
-def _lm_act(agent: TextAgent, temperature: float, params, carry, states, key):
-    return carry, decide(agent, temperature, states, key)[0]
+def _lm_act(params: LMParams, carry, states, key):
+    return carry, decide(params, states, key)[0]
 
 
 def lm_policy(scorer: Scorer, env: Environment, params: EnvParams, encoding: str = "ascii", *,
@@ -173,31 +205,52 @@ def lm_policy(scorer: Scorer, env: Environment, params: EnvParams, encoding: str
         raise ValueError(f"argument 'temperature' must be a number >= 0, got {temperature!r}")
     kwargs = {} if action_names is None else {"action_names": tuple(action_names)}
     agent = TextAgent(scorer, env, params, encoding, rules, order=order, **kwargs)
+    agent_id = len(_AGENTS)
+    _AGENTS[agent_id] = agent
+    arrays = LMParams(jnp.int32(agent_id), jnp.float32(temperature),
+                      jnp.bool_(order == "shuffled"), agent.num_actions)
     label = name or f"lm-{encoding}-{'greedy' if temperature == 0 else f't{temperature:g}'}"
-    return Policy(None, bind(_lm_act, agent, float(temperature)), observes="state", name=label)
+    return Policy(arrays, _lm_act, observes="state", name=label)
 
 
-def agent_of(policy: Policy) -> tuple[TextAgent, float]:
-    """The ``(TextAgent, temperature)`` behind an :func:`lm_policy`."""
-    act = policy.act
-    if not (isinstance(act, bind) and act.fn is _lm_act):
+def agent_of(policy: Policy) -> TextAgent:
+    """The :class:`TextAgent` behind an :func:`lm_policy`."""
+    if policy.act is not _lm_act:
         raise TypeError(f"argument 'policy' must come from lm_policy, got {policy.name!r}")
-    return act.args
+    return _AGENTS[int(policy.params.agent)]
 
 
 @eqx.filter_jit
-def _decide_jit(agent, temperature, states, key):
-    return decide(agent, temperature, states, key)
+def _rollout_jit(env, params, policy, key, num_envs: int, num_steps: int):
+    return rollout(env, params, policy, key, num_envs, num_steps)
 
 
-def position_bias(policy: Policy, states: Any, key: jax.Array) -> dict[str, np.ndarray]:
-    """How often the LM agent picks the *first offered* move, on a batch of states.
+def lm_rollout(policy: Policy, env: Environment, params: EnvParams, key: jax.Array,
+               num_envs: int, num_steps: int) -> tuple[Trajectory, np.ndarray]:
+    """``rollout`` of an :func:`lm_policy`, and ``offered [T, E, A]``: the order the moves
+    were offered in at every step (recorded by the host call, one per step; an error if
+    JAX did not call it exactly once per step)."""
+    agent = agent_of(policy)
+    agent.record = []
+    try:
+        traj = _rollout_jit(env, params, policy, key, num_envs, num_steps)
+        jax.block_until_ready(traj.action)
+        offered = list(agent.record)
+    finally:
+        agent.record = None
+    if len(offered) != num_steps:
+        raise RuntimeError(f"the LM was called {len(offered)} times for {num_steps} steps")
+    return traj, np.stack(offered)
 
-    The offered order is independent of the state, so deciding again on the states an
-    episode visited measures the same rate as during the episode. Returns per state
-    ``first`` (bool: the choice was the first offer) and ``action``; chance is ``1/A``
-    for a policy that ignores the order, ``1`` for one that always takes the first offer.
+
+def position_bias(action: np.ndarray, offered: np.ndarray,
+                  mask: np.ndarray | None = None) -> float:
+    """Fraction of (unmasked) decisions that took the *first offered* move.
+
+    ``action [...]``, ``offered [..., A]``. Chance is ``1/A`` for a policy that ignores
+    the order (the offered order is drawn independently of the state), ``1`` for one
+    that always takes the first offer.
     """
-    agent, temperature = agent_of(policy)
-    action, offered = _decide_jit(agent, temperature, states, key)
-    return {"first": np.asarray(action == offered[:, 0]), "action": np.asarray(action)}
+    first = np.asarray(action) == np.asarray(offered)[..., 0]
+    mask = np.ones_like(first) if mask is None else np.asarray(mask, bool)
+    return float(first[mask].mean()) if mask.any() else float("nan")

@@ -6,6 +6,8 @@ Every kind shares the options that mean the same thing for every agent:
 ``env``             registered env name (``innerlab.envs.list_envs()``)
 ``env_overrides``   env params, e.g. ``{"height": 5, "n_objects": 3}``
 ``egocentric``      observe gridworlds through ``envs.Egocentric``
+``observation``     ``"onehot"`` float grids or ``"int"`` ``uint8`` slots
+                    (``envs.IntegerObs``; the PPO kinds embed them)
 ``encoder``         observation encoder, ``"mlp"`` or ``"conv"``
 ``width``           hidden width of the networks
 ``num_envs``        parallel envs per seed
@@ -42,6 +44,7 @@ SHARED_OPTIONS = (
     "env",
     "env_overrides",
     "egocentric",
+    "observation",
     "encoder",
     "width",
     "num_envs",
@@ -51,6 +54,7 @@ SHARED_OPTIONS = (
     "log_every",
 )
 ENCODERS = ("mlp", "conv")
+INT_OBS_KINDS = ("ppo-lstm", "ppo-transformer")  # their networks embed integer observations
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +147,7 @@ KINDS: dict[str, KindSpec] = {
 _SHARED_FALLBACK = {
     "env_overrides": (),
     "egocentric": False,
+    "observation": "onehot",
     "total_steps": 100_000,
     "log_every": 0,
 }
@@ -196,6 +201,7 @@ class AgentConfig:
     total_steps: int
     log_every: int
     options: tuple[tuple[str, Any], ...] = ()
+    observation: str = "onehot"
 
     def __post_init__(self):
         _spec(self.kind)
@@ -205,6 +211,16 @@ class AgentConfig:
             raise ValueError(f"option 'encoder' must be one of {ENCODERS}, got {self.encoder!r}")
         if not isinstance(self.egocentric, bool):
             raise ValueError(f"option 'egocentric' must be a bool, got {self.egocentric!r}")
+        if self.observation not in envs.OBSERVATIONS:
+            raise ValueError(
+                f"option 'observation' must be one of {envs.OBSERVATIONS}, "
+                f"got {self.observation!r}"
+            )
+        if self.observation == "int" and self.kind not in INT_OBS_KINDS:
+            raise ValueError(
+                f"option observation='int' is for kinds {INT_OBS_KINDS} (their networks embed "
+                f"integer observations); {self.kind!r} reads one-hot grids"
+            )
         for name in ("width", "num_envs", "total_steps"):
             _check_int(name, getattr(self, name), 1)
         _check_int("log_every", self.log_every, 0)
@@ -267,8 +283,8 @@ class AgentConfig:
 
     def make_env(self, **overrides: Any) -> tuple[envs.Environment, envs.EnvParams]:
         """The env this agent acts in (its overrides, then ``overrides``, e.g. ``split="test"``)."""
-        return envs.make(self.env, egocentric=self.egocentric, **{**dict(self.env_overrides),
-                                                                  **overrides})
+        return envs.make(self.env, egocentric=self.egocentric, observation=self.observation,
+                         **{**dict(self.env_overrides), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -14,7 +14,7 @@ from innerlab.envs.egocentric import Egocentric, egocentric_view
 from innerlab.envs.grid import GridEnvironment, GridState, onehot_from_int
 from innerlab.envs.orchard import Orchard, OrchardParams
 from innerlab.envs.proxy_maze import ProxyMaze, ProxyMazeParams, ProxyMazeState
-from innerlab.envs.registry import list_envs, make, register, unregister
+from innerlab.envs.registry import OBSERVATIONS, list_envs, make, register, unregister
 from innerlab.envs.side_channel import SideChannel, SideChannelParams, SideChannelState
 from innerlab.envs.spaceship import Spaceship, SpaceshipParams, SpaceshipState
 from innerlab.envs.wrappers import IntegerObs, ObservationWrapper
@@ -26,6 +26,7 @@ register("BoostChain-v0", BoostChain)
 register("Spaceship-v0", Spaceship)
 
 __all__ = [
+    "OBSERVATIONS",
     "BoostChain",
     "BoostChainParams",
     "BoostChainState",

@@ -15,6 +15,7 @@ many envs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -95,19 +96,21 @@ def reset_where(
 
     ``reset_fn`` is a single-env ``(key, ended_state) -> (obs, state)``, e.g.
     ``lambda k, s: env.reset_after(k, s, params)``. The result equals resetting
-    every env and selecting, but only the masked envs are computed: at most
-    ``max_resets`` (default ``B // 8``) on the fast path, all of them when more
-    are masked.
+    every env and selecting, but only about as many resets as envs are masked
+    are computed: one branch per size ``max_resets // 16``, ``// 4`` and
+    ``max_resets`` (default ``B // 8``), the smallest that fits is the one that
+    runs (``lax.switch``), and all ``B`` when more are masked.
     """
     batch = mask.shape[0]
     limit = max(1, batch // 8) if max_resets is None else int(max_resets)
     if not 1 <= limit <= batch:
         raise ValueError(f"argument 'max_resets' must be in [1, {batch}], got {max_resets}")
     reset = jax.vmap(reset_fn)
+    sizes = sorted({max(1, limit // 16), max(1, limit // 4), limit})
 
-    def reset_some(obs_states):
+    def reset_some(size, obs_states):
         obs, states = obs_states
-        idx = jnp.nonzero(mask, size=limit, fill_value=batch)[0]
+        idx = jnp.nonzero(mask, size=size, fill_value=batch)[0]
         safe = jnp.minimum(idx, batch - 1)
         obs_re, states_re = reset(keys[safe], jax.tree.map(lambda x: x[safe], states))
 
@@ -126,4 +129,7 @@ def reset_where(
 
         return pick(obs_re, obs), jax.tree.map(pick, states_re, states)
 
-    return jax.lax.cond(jnp.sum(mask) <= limit, reset_some, reset_all, (obs, states))
+    count = jnp.sum(mask)
+    branch = jnp.sum(count > jnp.asarray(sizes))  # the smallest size that fits; len(sizes): all
+    branches = [functools.partial(reset_some, size) for size in sizes] + [reset_all]
+    return jax.lax.switch(branch, branches, (obs, states))

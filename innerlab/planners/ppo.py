@@ -96,11 +96,24 @@ class RecurrentActorCritic(eqx.Module):
     obs_shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, obs_size: int | tuple[int, ...], num_actions: int, hidden: int = 64, *,
-                 key: Array, encoder: str = "mlp"):
+                 key: Array, encoder: str = "mlp", int_obs: bool = False):
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.hidden = hidden
         self.encoder_kind = encoder
-        if encoder == "mlp":
+        if int_obs:  # integer observations (envs.IntegerObs): embedded, then the encoder
+            from innerlab.reward_models import build_encoder
+
+            if isinstance(obs_size, int) or len(obs_size) != 3:
+                raise ValueError(
+                    f"argument 'obs_size' must be the integer observation's shape (H, W, S) "
+                    f"for int_obs=True, got {obs_size!r}"
+                )
+            self.encoder_kind = f"{encoder}+embed"
+            self.obs_shape = tuple(obs_size)
+            self.encoder = build_encoder(
+                encoder, self.obs_shape, hidden, hidden, k1, "tanh", int_input=True
+            )
+        elif encoder == "mlp":
             size = obs_size if isinstance(obs_size, int) else int(np.prod(obs_size))
             self.obs_shape = (size,)
             self.encoder = eqx.nn.MLP(size, hidden, hidden, 1, activation=jax.nn.tanh, key=k1)
@@ -192,28 +205,38 @@ def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
     )
 
 
-def make_network(config: PPOConfig, obs_shape: tuple[int, ...], num_actions: int, key: Array):
-    """The actor-critic ``config.network`` names: the LSTM or the gated Transformer-XL."""
+def make_network(
+    config: PPOConfig, obs_shape: tuple[int, ...], num_actions: int, key: Array,
+    int_obs: bool = False,
+):
+    """The actor-critic ``config.network`` names: the LSTM or the gated Transformer-XL.
+
+    ``int_obs``: observations are integer slots (``envs.IntegerObs``), which the
+    network embeds at its input (``reward_models.model.EmbeddedEncoder``).
+    """
     if config.network == "transformer":
         from innerlab.planners.transformer import TransformerActorCritic
 
         return TransformerActorCritic(
             tuple(obs_shape), num_actions, config.hidden, key=key, num_layers=config.num_layers,
             num_heads=config.num_heads, memory=config.memory, encoder=config.encoder,
+            int_obs=int_obs,
         )
-    if config.encoder != "mlp":
+    if int_obs or config.encoder != "mlp":
         return RecurrentActorCritic(tuple(obs_shape), num_actions, config.hidden, key=key,
-                                    encoder=config.encoder)
+                                    encoder=config.encoder, int_obs=int_obs)
     return RecurrentActorCritic(int(np.prod(obs_shape)), num_actions, config.hidden, key=key)
 
 
 def init_state(key: Array, config: PPOConfig, env, params, network=None) -> PPOState:
     """A fresh ``PPOState`` for one seed; ``network(obs_shape, num_actions, key)`` builds the
     actor-critic (default :func:`make_network` of ``config``)."""
-    network = network or (lambda shape, n, k: make_network(config, shape, n, k))
+    space = env.observation_space(params)
+    int_obs = bool(jnp.issubdtype(space.dtype, jnp.integer))
+    network = network or (lambda shape, n, k: make_network(config, shape, n, k, int_obs))
     k_model, k_reset, key = jax.random.split(key, 3)
     e = config.num_envs
-    model = network(env.observation_space(params).shape, env.num_actions(params), k_model)
+    model = network(space.shape, env.num_actions(params), k_model)
     opt_state = make_optimizer(config).init(eqx.filter(model, eqx.is_array))
     obs, env_state = jax.vmap(lambda k: env.reset(k, params))(jax.random.split(k_reset, e))
     carry = jax.vmap(lambda _: model.initial_carry())(jnp.arange(e))

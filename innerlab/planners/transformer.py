@@ -216,6 +216,8 @@ class TransformerActorCritic(eqx.Module):
         encoder: ``"mlp"`` or ``"conv"``, built by ``innerlab.reward_models.build_encoder``
             with a tanh output (as ``RecurrentActorCritic``'s encoder).
         mlp_width: hidden width of each layer's position-wise MLP (default ``2 * width``).
+        int_obs: observations are integer slots ``[H, W, S]`` (``envs.IntegerObs``), embedded
+            at the input (``reward_models.model.EmbeddedEncoder``).
     """
 
     encoder: eqx.Module
@@ -240,6 +242,7 @@ class TransformerActorCritic(eqx.Module):
         memory: int = 16,
         encoder: str = "mlp",
         mlp_width: int | None = None,
+        int_obs: bool = False,
     ):
         obs_shape = tuple(int(s) for s in np.atleast_1d(obs_shape))
         if not obs_shape or min(obs_shape) < 1:
@@ -264,9 +267,10 @@ class TransformerActorCritic(eqx.Module):
             raise ValueError(
                 f"argument 'encoder' must be one of {POLICY_ENCODERS}, got {encoder!r}"
             )
-        if encoder == "conv" and len(obs_shape) != 3:
+        if (encoder == "conv" or int_obs) and len(obs_shape) != 3:
             raise ValueError(
-                f"argument 'obs_shape' must be (H, W, C) for encoder='conv', got {obs_shape}"
+                f"argument 'obs_shape' must be (H, W, C) for encoder='conv' or int_obs, "
+                f"got {obs_shape}"
             )
         self.obs_shape, self.width, self.memory, self.encoder_kind = (
             obs_shape,
@@ -275,7 +279,9 @@ class TransformerActorCritic(eqx.Module):
             encoder,
         )
         k_enc, k_layers, k_actor, k_critic = jax.random.split(key, 4)
-        self.encoder = build_encoder(encoder, self._grid_shape, width, width, k_enc, "tanh")
+        self.encoder = build_encoder(
+            encoder, self._grid_shape, width, width, k_enc, "tanh", int_input=int_obs
+        )
         self.layers = tuple(
             GatedLayer(width, num_heads, memory, mlp_width, key=k)
             for k in jax.random.split(k_layers, num_layers)
@@ -320,7 +326,10 @@ class TransformerActorCritic(eqx.Module):
         return TransformerCarry(jax.lax.stop_gradient(memory), jnp.asarray(valid, bool))
 
     def _encode(self, obs: Float[Array, "N ..."]) -> Float[Array, "N D"]:
-        grid = jnp.asarray(obs, jnp.float32).reshape(-1, *self._grid_shape)
+        obs = jnp.asarray(obs)
+        if not jnp.issubdtype(obs.dtype, jnp.integer):  # integer slots go to the embedding
+            obs = obs.astype(jnp.float32)
+        grid = obs.reshape(-1, *self._grid_shape)
         return jax.vmap(self.encoder)(grid)
 
     def _trunk(

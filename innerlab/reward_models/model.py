@@ -208,8 +208,31 @@ class RewardHead(eqx.Module):
         return self.mlp(jnp.concatenate([latent, onehot]))
 
 
+INT_OBS_EMBED = 16  # embedding width of each integer observation slot value
+
+
+class EmbeddedEncoder(eqx.Module):
+    """An encoder for integer observations ``[H, W, S]`` (``envs.IntegerObs``).
+
+    Every slot value (0..255) has a learned vector of ``INT_OBS_EMBED``; a
+    cell's vectors are summed over its slots, and the float grid
+    ``[H, W, INT_OBS_EMBED]`` goes to an ordinary encoder. Summed embeddings of
+    the slots are a linear map of the cell's one-hot channels, so this sees
+    what an encoder of the one-hot grid sees, without the env building it.
+    """
+
+    embedding: eqx.nn.Embedding
+    inner: eqx.Module
+
+    def __call__(self, obs: Int[Array, "H W S"]) -> Float[Array, " D"]:
+        if not jnp.issubdtype(obs.dtype, jnp.integer):
+            raise TypeError(f"EmbeddedEncoder reads integer observations, got dtype {obs.dtype}")
+        return self.inner(jnp.sum(self.embedding.weight[obs.astype(jnp.int32)], axis=-2))
+
+
 def build_encoder(
-    kind, obs_shape, latent_dim, width, key, latent_activation="relu", lowering="native"
+    kind, obs_shape, latent_dim, width, key, latent_activation="relu", lowering="native",
+    int_input=False,
 ):
     """The encoder ``obs [H, W, C] -> latent [latent_dim]`` of kind ``kind`` (one of ``ENCODERS``).
 
@@ -219,7 +242,16 @@ def build_encoder(
     ``latent_activation_fn``). Unknown kinds fall back to ``"mlp"``; callers
     validate ``kind`` against ``ENCODERS``. ``lowering`` (one of ``CONV_LOWERINGS``,
     see ``apply_conv``) is ``"matmul"`` for encoders whose weights will be vmapped.
+    ``int_input=True`` reads integer observations ``[H, W, S]`` through an
+    ``EmbeddedEncoder`` (``obs_shape`` is then the integer observation's shape).
     """
+    if int_input:
+        k_embed, key = jax.random.split(key)
+        h, w, _ = obs_shape
+        inner = build_encoder(
+            kind, (h, w, INT_OBS_EMBED), latent_dim, width, key, latent_activation, lowering
+        )
+        return EmbeddedEncoder(eqx.nn.Embedding(256, INT_OBS_EMBED, key=k_embed), inner)
     if kind == "conv":
         cls = ConvEncoder
     elif kind == "conv_pool":

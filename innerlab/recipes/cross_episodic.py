@@ -331,6 +331,35 @@ def _fmt(d: dict) -> str:
     return f"{d['mean']:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
+def boost_rate_figure(cells: list[dict], planner: list[dict]):
+    """Boost rate against boost cost, one line per condition (hidden planes dashed) and per
+    planner search, with 95% intervals; ``cells``/``planner`` as in ``summary.json``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    groups: dict[str, list[dict]] = {}
+    for c in cells:
+        groups.setdefault(f"{c['horizon']} horizon, PBT {c['fitness']}"
+                          + ("" if c["visible"] else ", hidden"), []).append(c)
+    for p in planner:
+        groups.setdefault(f"MCTS search {p['search']}", []).append(p)
+    for name, rows in groups.items():
+        rows = sorted(rows, key=lambda r: r["boost_cost"])
+        x = [r["boost_cost"] for r in rows]
+        y = [r["boost_rate"]["mean"] for r in rows]
+        err = np.array([[r["boost_rate"]["mean"] - r["boost_rate"]["ci95"][0],
+                         r["boost_rate"]["ci95"][1] - r["boost_rate"]["mean"]] for r in rows]).T
+        ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", capsize=3, label=name,
+                    ls="--" if "hidden" in name else ":" if "MCTS" in name else "-")
+    ax.set(xlabel="boost cost", ylabel="boost rate", ylim=(-0.05, 1.05),
+           title="boosts per episode that could profit (95% CI)")
+    ax.legend(fontsize=6)
+    return fig
+
+
 def _plots(run: RunDir, krueger: dict, cells: list[dict], planner: list[dict]) -> None:
     import matplotlib
 
@@ -350,40 +379,37 @@ def _plots(run: RunDir, krueger: dict, cells: list[dict], planner: list[dict]) -
     run.save_figure(fig, "krueger.png")
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    groups: dict[str, list[dict]] = {}
-    for c in cells:
-        groups.setdefault(f"{c['horizon']}/{c['fitness']}/{'vis' if c['visible'] else 'hid'}",
-                          []).append(c)
-    for p in planner:
-        groups.setdefault(f"MCTS search {p['search']}", []).append(p)
-    for name, rows in groups.items():
-        rows = sorted(rows, key=lambda r: r["boost_cost"])
-        x = [r["boost_cost"] for r in rows]
-        y = [r["boost_rate"]["mean"] for r in rows]
-        err = np.array([[r["boost_rate"]["mean"] - r["boost_rate"]["ci95"][0],
-                         r["boost_rate"]["ci95"][1] - r["boost_rate"]["mean"]] for r in rows]).T
-        ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", capsize=3, label=name)
-    ax.set(xlabel="boost cost", ylabel="boost rate", ylim=(-0.05, 1.05),
-           title="boosts per episode that could profit (95% CI)")
-    ax.legend(fontsize=7)
+    fig = boost_rate_figure(cells, planner)
     run.save_figure(fig, "boost_rate.png")
     plt.close(fig)
 
-    pbt_cells = [c for c in cells if c["fitness"] != "none"]
+    # the population to show: a PBT cell, the chain horizon's first if there is one
+    pbt_cells = sorted((c for c in cells if c["fitness"] != "none"),
+                       key=lambda c: c["horizon"] != "chain")
     if pbt_cells:
-        h = pbt_cells[0]["history"]
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
-        a1.plot(h.hypers["learning_rate"], marker=".", lw=0.8)
-        a1.set(xlabel="generation", ylabel="learning rate", yscale="log",
-               title="hypers per member")
-        a2.plot(h.fitness, marker=".", lw=0.8)
-        for g, i, _src in h.copies():
-            a2.plot([g], [h.fitness[g, i]], "kx", ms=4)
-        a2.set(xlabel="generation", ylabel="fitness", title="fitness (x: copied after)")
-        fig.suptitle(pbt_cells[0]["label"], fontsize=8)
+        fig = population_figure(pbt_cells[0]["history"], pbt_cells[0]["label"])
         run.save_figure(fig, "population.png")
         plt.close(fig)
+
+
+def population_figure(history: pbt.PBTHistory, title: str):
+    """The population over time: each member's learning rate, and its fitness with a cross
+    where it was replaced by a copy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a1.plot(history.hypers["learning_rate"], marker=".", lw=0.8)
+    a1.set(xlabel="generation", ylabel="learning rate", yscale="log",
+           title="learning rate per member (after explore)")
+    a2.plot(history.fitness, marker=".", lw=0.8)
+    for g, i, _src in history.copies():
+        a2.plot([g], [history.fitness[g, i]], "kx", ms=4)
+    a2.set(xlabel="generation", ylabel="fitness", title="fitness (x: replaced by a copy)")
+    fig.suptitle(title, fontsize=8)
+    return fig
 
 
 def run(config: CrossEpisodicConfig) -> RunDir:

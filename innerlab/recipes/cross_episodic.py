@@ -357,6 +357,7 @@ def boost_rate_figure(cells: list[dict], planner: list[dict]):
     ax.set(xlabel="boost cost", ylabel="boost rate", ylim=(-0.05, 1.05),
            title="boosts per episode that could profit (95% CI)")
     ax.legend(fontsize=6)
+    fig.tight_layout()
     return fig
 
 
@@ -409,6 +410,7 @@ def population_figure(history: pbt.PBTHistory, title: str):
         a2.plot([g], [history.fitness[g, i]], "kx", ms=4)
     a2.set(xlabel="generation", ylabel="fitness", title="fitness (x: replaced by a copy)")
     fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
     return fig
 
 

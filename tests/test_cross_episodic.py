@@ -66,6 +66,20 @@ def test_boost_measures_on_policies_with_known_answers():
     assert always == (1.0, pytest.approx(4.4, abs=1e-5))
 
 
+@pytest.mark.slow  # one more rollout compilation (5-15 s); the env's own tests cover the rest
+def test_chain_episodes_end_the_learners_episode_only_at_the_chain_end():
+    """chain_episodes=True: the same rooms and rewards, but done only after the chain's last
+    room; info's episode_end still marks every room's end, so the measures agree."""
+    env, params = make("BoostChain-v0", height=5, width=5, max_steps=10, chain_episodes=True)
+    traj = jax.tree.map(np.asarray, ce._ROLL(env, params, ce.walker_policy(True, 3),
+                                             jax.random.key(0), num_envs=2, num_steps=30))
+    pos, end = traj.info["episode_in_chain"], traj.info["episode_end"]
+    assert end.sum() >= 6 and np.array_equal(traj.done, end & (pos == 2))
+    m = ce.chain_measures(traj, 3)
+    np.testing.assert_allclose(m["boost_rate"], 1.0)
+    np.testing.assert_allclose(m["chain_return"], 4.4, atol=1e-5)
+
+
 def test_chain_measures_on_a_constructed_trajectory():
     """Two envs, chain length 2: env 0 boosts in its first episode and not its second; env 1
     never finishes a profitable episode (NaN rate) nor a chain (NaN return)."""

@@ -66,7 +66,7 @@ def test_boost_measures_on_policies_with_known_answers():
     assert always == (1.0, pytest.approx(4.4, abs=1e-5))
 
 
-@pytest.mark.slow  # one more rollout compilation (5-15 s); the env's own tests cover the rest
+@pytest.mark.slow  # one more rollout compilation (5-15 s)
 def test_chain_episodes_end_the_learners_episode_only_at_the_chain_end():
     """chain_episodes=True: the same rooms and rewards, but done only after the chain's last
     room; info's episode_end still marks every room's end, so the measures agree."""

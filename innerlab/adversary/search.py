@@ -56,6 +56,10 @@ class SearchResult(NamedTuple):
         trace_evals: ``[T]`` cumulative model evaluations at each checkpoint of the trace.
         trace_best: ``[T]`` best score found so far at each checkpoint.
         num_evals: model evaluations spent in total (``== trace_evals[-1]``).
+        found_states: every state the search scored, in the order it scored them (a pytree
+            with leading axis ``M``), so a benchmark can count evaluations to the first
+            state with a property directly (``found_evals[first index with it]``).
+        found_evals: ``[M]`` the cumulative model evaluations spent when each was scored.
     """
 
     states: Any
@@ -65,6 +69,8 @@ class SearchResult(NamedTuple):
     trace_evals: Int[Array, " T"]
     trace_best: Float[Array, " T"]
     num_evals: int
+    found_states: Any = None
+    found_evals: Any = None
 
 
 # --------------------------------------------------------------------------- checks and scoring
@@ -137,11 +143,17 @@ def _empty_top(env, params, key, n: int) -> _TopN:
     )
 
 
-def _result(top: _TopN, trace_evals: np.ndarray, trace_best: Array) -> SearchResult:
+def _result(top: _TopN, trace_evals: np.ndarray, trace_best: Array, found: Any = None,
+            found_evals: np.ndarray | None = None) -> SearchResult:
     return SearchResult(
         top.states, top.obs, top.actions, top.scores, jnp.asarray(trace_evals), trace_best,
-        int(trace_evals[-1]),
+        int(trace_evals[-1]), found, None if found_evals is None else jnp.asarray(found_evals),
     )
+
+
+def _flat_steps(tree: Any) -> Any:
+    """``[T, B, ...] -> [T*B, ...]`` on every leaf (states scored step by step, in order)."""
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
 def _with_grid(state: Any, g: grid.GridState) -> Any:
@@ -185,8 +197,10 @@ def random_search(
     budget, top_n = _check_common(budget, top_n, measure, batch_size=batch_size)
     batch = min(batch_size, budget)
     num_batches = budget // batch
-    top, best = _random_search(model, env, params, key, num_batches, batch, top_n, measure)
-    return _result(top, batch * np.arange(1, num_batches + 1), best)
+    top, (best, found) = _random_search(model, env, params, key, num_batches, batch, top_n,
+                                        measure)
+    return _result(top, batch * np.arange(1, num_batches + 1), best, _flat_steps(found),
+                   np.arange(1, batch * num_batches + 1))
 
 
 @eqx.filter_jit
@@ -198,7 +212,7 @@ def _random_search(model, env, params, key, num_batches, batch, top_n, measure):
         states, obs = _sample(env, params, k, batch)
         scores, actions = score_obs(model, obs, num_actions, measure)
         top = _merge(top, states, obs, actions, scores)
-        return top, top.scores[0]
+        return top, (top.scores[0], states)
 
     return jax.lax.scan(body, _empty_top(env, params, k_init, top_n),
                         jax.random.split(k_scan, num_batches))
@@ -314,9 +328,10 @@ def evolutionary_search(
                                   num_edits=num_edits)
     pop = min(population, budget)
     generations = budget // pop - 1
-    top, best = _evolutionary_search(model, env, params, key, generations, pop, top_n,
-                                     num_edits, measure)
-    return _result(top, pop * np.arange(1, generations + 2), best)
+    top, best, found = _evolutionary_search(model, env, params, key, generations, pop, top_n,
+                                            num_edits, measure)
+    return _result(top, pop * np.arange(1, generations + 2), best, found,
+                   np.arange(1, pop * (generations + 1) + 1))
 
 
 @eqx.filter_jit
@@ -343,10 +358,11 @@ def _evolutionary_search(model, env, params, key, generations, pop, top_n, num_e
         c_scores, c_actions = score_obs(model, c_obs, num_actions, measure)
         popu = _merge(popu, children, c_obs, c_actions, c_scores)
         top = _merge(top, children, c_obs, c_actions, c_scores)
-        return (popu, top), top.scores[0]
+        return (popu, top), (top.scores[0], children)
 
-    (_, top), best = jax.lax.scan(body, (popu, top), jax.random.split(k_gen, generations))
-    return top, jnp.concatenate([jnp.max(scores)[None], best])
+    (_, top), (best, kids) = jax.lax.scan(body, (popu, top), jax.random.split(k_gen, generations))
+    found = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), states, _flat_steps(kids))
+    return top, jnp.concatenate([jnp.max(scores)[None], best]), found
 
 
 # --------------------------------------------------------------------------- gradient search
@@ -482,9 +498,10 @@ def gradient_search(
     *,
     budget: int,
     top_n: int = 16,
-    population: int = 16,
+    population: int = 1,
     learning_rate: float = 1.0,
     init_scale: float = 1.0,
+    restart_every: int = 8,
     measure: str = "std",
 ) -> SearchResult:
     """Gradient ascent on the relaxed observation, projecting to valid states as it goes.
@@ -493,25 +510,39 @@ def gradient_search(
     the disagreement of the soft observation (2 evaluations each) then projects
     and scores the projected state (1 evaluation each), so a step costs
     ``3 * population`` evaluations. Only projected (valid) states are returned.
+    ``restart_every`` > 0 replaces the population by freshly sampled states (relaxed,
+    not scored: no evaluations) every that many steps: small populations restarted
+    often reach a rare region in fewer evaluations than one large population, and
+    still visit many distinct starting points. The defaults (one point, a fresh one every
+    8 steps) find a planted 1%-of-states region in 7 evaluations where random search
+    needs about 100 (``benchmarks/adversary.py``).
     """
     _require("adversary.gradient_search", model, env, GridEnv)
     _check_relaxable(env, params)
     budget, top_n = _check_common(budget, top_n, measure, population=population)
     if not learning_rate > 0:
         raise ValueError(f"argument 'learning_rate' must be > 0, got {learning_rate!r}")
+    if isinstance(restart_every, bool) or not isinstance(restart_every, int) or restart_every < 0:
+        raise ValueError(f"argument 'restart_every' must be an int >= 0, got {restart_every!r}")
     pop = min(population, budget)
     steps = (budget - pop) // (3 * pop)
-    top, best = _gradient_search(model, env, params, key, steps, pop, top_n,
-                                 float(learning_rate), float(init_scale), measure)
-    return _result(top, pop + 3 * pop * np.arange(0, steps + 1), best)
+    top, best, found = _gradient_search(model, env, params, key, steps, pop, top_n,
+                                        float(learning_rate), float(init_scale),
+                                        int(restart_every), measure)
+    # the start is scored first (1 each), then per step 2 per point for the gradient and
+    # 1 per projected point, scored in order
+    step_evals = pop + 3 * pop * np.arange(steps)[:, None] + 2 * pop + np.arange(1, pop + 1)
+    found_evals = np.concatenate([np.arange(1, pop + 1), step_evals.reshape(-1)])
+    return _result(top, pop + 3 * pop * np.arange(0, steps + 1), best, found, found_evals)
 
 
 @eqx.filter_jit
-def _gradient_search(model, env, params, key, steps, pop, top_n, lr, init_scale, measure):
+def _gradient_search(model, env, params, key, steps, pop, top_n, lr, init_scale, restart,
+                     measure):
     num_actions = env.num_actions(params)
     counts = env.feature_counts(params)
     differentiable = smooth_measure(measure)
-    k_init, k_pop = jax.random.split(key)
+    k_init, k_pop, k_restart = jax.random.split(key, 3)
     states, obs = _sample(env, params, k_pop, pop)
     grids = jax.vmap(env.grid_of)(states)
     scores, actions = score_obs(model, obs, num_actions, measure)
@@ -525,8 +556,19 @@ def _gradient_search(model, env, params, key, steps, pop, top_n, lr, init_scale,
         preds = jax.vmap(lambda a: model(soft, a))(jnp.arange(num_actions))  # [A, K]
         return jnp.max(differentiable(preds))
 
-    def body(carry, _):
-        relaxed, opt_state, top = carry
+    def fresh(k):
+        new_states, _ = _sample(env, params, k, pop)
+        new_grids = jax.vmap(env.grid_of)(new_states)
+        new_relaxed = jax.vmap(lambda g: relax(g, counts, init_scale))(new_grids)
+        return new_states, new_grids, new_relaxed, jax.vmap(opt.init)(new_relaxed)
+
+    def body(carry, t):
+        states, grids, relaxed, opt_state, top = carry
+        if restart:  # a static choice: without restarts the program is the plain ascent
+            again = (t > 0) & (t % restart == 0)
+            new = fresh(jax.random.fold_in(k_restart, t))
+            states, grids, relaxed, opt_state = jax.tree.map(
+                lambda a, b: jnp.where(again, a, b), new, (states, grids, relaxed, opt_state))
         grads = jax.vmap(jax.grad(objective))(relaxed, grids)
         grads = jax.tree.map(jnp.negative, grads)  # ascent
         updates, opt_state = jax.vmap(opt.update)(grads, opt_state)
@@ -535,10 +577,12 @@ def _gradient_search(model, env, params, key, steps, pop, top_n, lr, init_scale,
         p_obs = jax.vmap(lambda s: env.observe(s, params))(proj)
         p_scores, p_actions = score_obs(model, p_obs, num_actions, measure)
         top = _merge(top, proj, p_obs, p_actions, p_scores)
-        return (relaxed, opt_state, top), top.scores[0]
+        return (states, grids, relaxed, opt_state, top), (top.scores[0], proj)
 
-    (_, _, top), best = jax.lax.scan(body, (relaxed, opt_state, top), None, length=steps)
-    return top, jnp.concatenate([jnp.max(scores)[None], best])
+    carry = (states, grids, relaxed, opt_state, top)
+    (*_, top), (best, projected) = jax.lax.scan(body, carry, jnp.arange(steps))
+    found = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), states, _flat_steps(projected))
+    return top, jnp.concatenate([jnp.max(scores)[None], best]), found
 
 
 # --------------------------------------------------------------------------- by name

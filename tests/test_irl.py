@@ -13,28 +13,31 @@ from innerlab import irl
 OVERRIDES = {"height": 5, "width": 5, "n_objects": 3, "max_steps": 10, "split": "test"}
 
 
+N = 160
+
+
 @pytest.fixture(scope="module")
 def world():
     env, params = envs.make("Orchard-v0", **OVERRIDES)
     _, starts = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(jax.random.key(0), 160), params)
-    mdps = jax.jit(jax.vmap(lambda s: irl.layout_mdp(env, params, s)))(starts)
-    return env, params, starts, mdps
+        jax.random.split(jax.random.key(0), N), params)
+    layouts = jax.jit(jax.vmap(lambda s: irl.layout_mdp(env, params, s)))
+    return env, params, layouts, layouts(starts)
 
 
 def test_features_and_dynamics_reproduce_the_env(world):
     """From drawn states, the table's successor and features @ true weights are the env's
     own next state and reward (the basis spans Orchard's reward exactly)."""
-    env, params, _, _ = world
+    env, params, layouts, _ = world
     truth = irl.true_weights(params)
-    keys = jax.random.split(jax.random.key(1), 64)
+    keys = jax.random.split(jax.random.key(1), N)
     states = jax.vmap(lambda k: env.sample_state(k, params))(keys)
-    actions = jax.random.randint(jax.random.key(2), (64,), 0, 4)
-    mdps = jax.vmap(lambda s: irl.layout_mdp(env, params, s))(states)
+    actions = jax.random.randint(jax.random.key(2), (N,), 0, 4)
+    mdps = layouts(states)  # the fixture's compiled function: same shapes
     _, nxt, reward, *_ = jax.vmap(env.step_env, in_axes=(None, 0, 0, None))(
         jax.random.key(3), states, actions, params)
     s = jax.vmap(irl.state_index)(states)
-    rows = jnp.arange(64)
+    rows = jnp.arange(N)
     np.testing.assert_array_equal(mdps.next[rows, s, actions], jax.vmap(irl.state_index)(nxt))
     np.testing.assert_allclose(mdps.features[rows, s, actions] @ truth, reward, atol=1e-6)
     assert bool(jnp.all(mdps.valid[rows, s]))
@@ -64,6 +67,7 @@ def test_epic_oracles(world):
     assert math.isnan(irl.epic_to(few, truth, 0 * truth))
 
 
+@pytest.mark.slow
 def test_mce_irl_recovers_a_soft_optimal_experts_reward(world):
     """Demonstrations of the soft-optimal policy of 3x Orchard's reward: the recovered reward
     is EPIC-close to the truth (measured 0.02-0.05 on 128 layouts, three draws), explains held-out
@@ -90,6 +94,7 @@ def test_mce_irl_recovers_a_soft_optimal_experts_reward(world):
     assert gain < 0.02
 
 
+@pytest.mark.slow
 def test_behavioural_cloning_fits_an_action_bias(world):
     """An agent that always moves up: BC (it sees the action's identity) explains it almost
     perfectly; the fit is a real maximum-likelihood fit, not a constant."""

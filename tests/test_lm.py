@@ -95,6 +95,7 @@ def test_choose_greedy_and_sampled():
     assert np.asarray(ties).tolist() == [2, 1]  # an exact tie goes to the first offer
 
 
+@pytest.mark.slow
 def test_lm_policy_in_the_rollout_and_position_bias(world):
     """Position bias, validated on constructed agents: 1 for the agent that takes the first
     offer, chance (1/4) for one that ignores the order, 0 for that one under a fixed order

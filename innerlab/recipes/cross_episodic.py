@@ -346,13 +346,15 @@ def boost_rate_figure(cells: list[dict], planner: list[dict]):
                           + ("" if c["visible"] else ", hidden"), []).append(c)
     for p in planner:
         groups.setdefault(f"MCTS search {p['search']}", []).append(p)
-    for name, rows in groups.items():
+    colours = plt.cm.tab20(np.linspace(0, 1, max(len(groups), 2)))
+    for colour, (name, rows) in zip(colours, groups.items(), strict=False):
         rows = sorted(rows, key=lambda r: r["boost_cost"])
         x = [r["boost_cost"] for r in rows]
         y = [r["boost_rate"]["mean"] for r in rows]
         err = np.array([[r["boost_rate"]["mean"] - r["boost_rate"]["ci95"][0],
                          r["boost_rate"]["ci95"][1] - r["boost_rate"]["mean"]] for r in rows]).T
         ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", capsize=3, label=name,
+                    color=colour,
                     ls="--" if "hidden" in name else ":" if "MCTS" in name else "-")
     ax.set(xlabel="boost cost", ylabel="boost rate", ylim=(-0.05, 1.05),
            title="boosts per episode that could profit (95% CI)")

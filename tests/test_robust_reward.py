@@ -151,3 +151,11 @@ def test_tiny_run_writes_run_dir_is_deterministic_and_resumes(tmp_path):
     with pytest.raises(ValueError, match="options \\['rounds'\\] differ"):
         run_recipe("robust-reward", RobustRewardConfig(out=str(b), resume=True,
                                                        **{**TINY, "rounds": 2}))
+
+
+def test_docs_example_runs(capsys):
+    from doc_examples import run_python_blocks
+
+    run_python_blocks("robust_reward.md")
+    out = capsys.readouterr().out
+    assert "muzero 5 heads" in out and "label buffer 64" in out

@@ -127,27 +127,39 @@ class RobustRewardConfig(RecipeConfig):
     seed: int = 0
     """Base seed; seed i of the run is ``seed + i``."""
     num_seeds: int = 5
+    """Independent agents per ensemble kind (trained side by side, vmapped)."""
     env: str = "Orchard-v0"
     """The environment; one of ``SUPPORTED_ENVS`` (the experiment needs Orchard's harm)."""
     ensembles: tuple[str, ...] = tuple(ENSEMBLES)
+    """Ensemble kinds (ENSEMBLES): bootstrap, prior (randomised priors), diverse."""
     methods: tuple[str, ...] = METHODS
+    """How labels are chosen (METHODS); none, random-states, random-train are controls."""
     num_envs: int = 32
+    """Parallel training envs per seed."""
     iterations: int = 80
     """Act-then-learn iterations of the first training (each num_envs x 16 env steps)."""
     rounds: int = 2
+    """Search -> label -> keep-training rounds per method."""
     label_budget: int = 32
     """True-reward labels per round (every method and control buys the same)."""
     round_iterations: int = 20
     """Iterations the agent keeps training after each round's labels (also the chunk)."""
     num_simulations: int = 8
+    """MCTS simulations per real step (training and evaluation)."""
     search_budget: int = 1024
     """Model evaluations per adversary search."""
     latent_epsilon: float = 1.0
+    """L2 radius of the latent search's ball around each real latent."""
     latent_steps: int = 10
+    """Ascent steps of the latent search."""
     pessimism_k: float = 1.0
+    """k of the pessimistic aggregation mean - k*std."""
     eval_episodes: int = 64
+    """Test episodes per seed and measurement (the same layouts for every agent)."""
     eval_transitions: int = 1024
+    """Held-out transitions for the fit check, disagreement and EPIC."""
     goodhart_budgets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    """MCTS simulations of the Goodhart curve."""
     resume: bool = False
     """Continue an interrupted run in the same ``--out`` (finished stages are kept)."""
 

@@ -229,14 +229,14 @@ class LanguageModel:
         rows = input_ids.shape[0]
         cache = None
         if head_ids:
-            cache = base(input_ids=torch.tensor([head_ids]), use_cache=True).past_key_values
+            cache = base(input_ids=torch.tensor([head_ids]), use_cache=True).cache
             cache.batch_repeat_interleave(rows)
             ones = torch.ones(rows, len(head_ids), dtype=mask.dtype)
             mask = torch.cat([ones, mask], 1)
         start = len(head_ids)
         position = torch.arange(start, start + input_ids.shape[1]).expand(rows, -1)
         out = base(input_ids=input_ids, attention_mask=mask, position_ids=position,
-                   past_key_values=cache, use_cache=cache is not None)
+                   cache=cache, use_cache=cache is not None)
         return out.last_hidden_state
 
 def load_model(model: str | os.PathLike = "smollm2-135m", dtype: str = "bfloat16",

@@ -43,10 +43,11 @@ class FirstOffer:
 @pytest.mark.slow
 def test_quick_run_with_a_fake_model(tmp_path):
     """End to end with a scorer that always takes the first offer: its position bias is 1,
-    its behaviour is not explained by any reward (no gain over chance), the oracle's is,
-    and every file of the run directory is written."""
-    config = zs.ZeroShotConfig(out=str(tmp_path / "run"), quick=True, ppo_iterations=2,
-                               envs=6, max_steps=6, n_objects=2).resolved()
+    its behaviour is not explained by any reward (no gain over chance), the oracle's is
+    (the quick preset's room and layouts: with fewer layouts the interval of the oracle's
+    gain reached below 0), and every file of the run directory is written."""
+    config = zs.ZeroShotConfig(out=str(tmp_path / "run"), quick=True,
+                               ppo_iterations=2).resolved()
     run = zs.run(config, model=FirstOffer())
     summary = json.loads((run.path / "summary.json").read_text())
     perf, fits = summary["performance"], summary["irl"]

@@ -128,7 +128,7 @@ def truncation_count(population: int, truncation: float) -> int:
     """Members in the bottom (and in the top) group: ``ceil(truncation * population)``,
     at most half the population (Ray Tune's ``PopulationBasedTraining`` counts the same
     way, so both backends copy the same number of members)."""
-    return min(math.ceil(population * truncation - 1e-9), population // 2)
+    return min(math.ceil(population * truncation), population // 2)
 
 
 class Exploit(eqx.Module):
@@ -620,12 +620,6 @@ def _ray_iterations(member: Member, config: PBTConfig):
     return _RAY_FNS[key]
 
 
-def _agent_member_from_dict(agent: dict, pbt_config: dict) -> Member:
-    from innerlab.agents.config import AgentConfig
-
-    return agent_member(AgentConfig.from_dict(agent), PBTConfig(**pbt_config))
-
-
 def _history_from_ray(rows: Sequence[Mapping[str, Any]], config: PBTConfig,
                       generations: int) -> PBTHistory:
     """Who copied whom and the hypers per generation, from every result the trials
@@ -685,8 +679,8 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
         raise ValueError("PBTConfig.swap_envs needs the in-graph backend (Ray trials do not "
                          "share environments); got swap_envs=True with the Ray backend")
     agent = member_fn if isinstance(member_fn, AgentConfig) else None
-    if agent is not None:
-        member_fn = bind(_agent_member_from_dict, agent.to_dict(), pbt_config.to_dict())
+    if agent is not None:  # hashable (frozen configs), so workers cache the compiled member
+        member_fn = bind(agent_member, agent, pbt_config)
     kwargs = {} if num_cpus is None else {"num_cpus": num_cpus}
     ray_init(address, **kwargs)
     from ray import tune
@@ -718,15 +712,14 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
 
 def _final_members(grid, member: Member, config: PBTConfig) -> PopulationState:
     """Every trial's last checkpoint, stacked in the order of the trial ids (the
-    history's member numbering)."""
+    history's member numbering). A trial exploited after the last generation holds its
+    donor's checkpoint, as an in-graph slot holds its donor's copy."""
     like = (member.init(jax.random.key(0)), jnp.zeros((config.window,), jnp.float32),
             jnp.int32(0))
-    found = {}
-    for r in grid:
+    states = []
+    for r in sorted(grid, key=lambda r: Path(r.path).name):  # trial dirs end in their ids
         with r.checkpoint.as_directory() as d:
-            trial = json.loads((Path(d) / "member.json").read_text())["trial"]
-            found[str(trial)] = eqx.tree_deserialise_leaves(Path(d) / "member.eqx", like)
-    states = [found[t] for t in sorted(found)]
+            states.append(eqx.tree_deserialise_leaves(Path(d) / "member.eqx", like))
 
     def stack(*leaves):
         return jnp.stack(leaves) if eqx.is_array(leaves[0]) else leaves[0]

@@ -6,7 +6,7 @@
 >>> import jax
 >>> _, state = env.reset(jax.random.key(0), params)
 >>> encode(env, params, state, "coords").splitlines()[1]
-'agent: (1, 2)'
+'agent: (1, 3)'
 
 torch and transformers are imported only when a model is loaded
 (:func:`load_model`); the agent itself (:func:`lm_policy`) is a

@@ -121,15 +121,16 @@ def test_agents_take_integer_observations_only_where_their_networks_embed_them()
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ppo-lstm", "ppo-transformer"])
 def test_ppo_kinds_learn_from_integer_observations(tmp_path, kind):
-    """The same agent on integer observations beats the random policy, as on one-hot grids."""
+    """The agent contract's budget (tests/test_agents.py) on integer observations beats random."""
     import innerlab.agents as agents
 
-    config = agents.make(kind, observation="int", encoder="conv", num_envs=16,
-                         env_overrides={"height": 5, "width": 5, "n_objects": 3},
-                         total_steps=60_000, egocentric=True)
-    result = agents.train(config, seeds=[0], run_dir=tmp_path / kind, progress=False)
+    extra = dict(memory=4, num_heads=2, num_layers=1) if kind == "ppo-transformer" else {}
+    config = agents.make(kind, observation="int", egocentric=True, width=32, num_envs=16,
+                         env_overrides={"height": 5, "width": 5, "n_objects": 3, "max_steps": 10},
+                         total_steps=16 * 32 * 24, log_every=4, learning_rate=3e-3, **extra)
+    result = agents.train(config, (0,), tmp_path / kind, progress=False)
     env, params = config.make_env()
-    trained = agents.evaluate(result, env, params, episodes=64, seed=1)
-    rand = agents.evaluate(envs.rollout.random_policy(env.num_actions(params)), env, params,
-                           episodes=64, seed=1)
-    assert trained.returns.mean() > rand.returns.mean() + 0.5
+    trained = agents.evaluate(result, episodes=128, greedy=True, seed=7).per_seed()
+    control = agents.evaluate(agents.random_policy(4), env, params, 128, seeds=(0,),
+                              seed=7).per_seed()
+    assert np.all(trained > control + 0.3), (kind, trained, control)

@@ -251,7 +251,11 @@ def build_encoder(
         inner = build_encoder(
             kind, (h, w, INT_OBS_EMBED), latent_dim, width, key, latent_activation, lowering
         )
-        return EmbeddedEncoder(eqx.nn.Embedding(256, INT_OBS_EMBED, key=k_embed), inner)
+        # small vectors, and 0 ("nothing here") starts as the zero vector, so an empty cell
+        # reads as it does in the one-hot grid (eqx's N(0, 1) rows swamp the encoder's input)
+        table = 0.5 * jax.random.normal(k_embed, (256, INT_OBS_EMBED))
+        table = table.at[0].set(0.0)
+        return EmbeddedEncoder(eqx.nn.Embedding(weight=table), inner)
     if kind == "conv":
         cls = ConvEncoder
     elif kind == "conv_pool":

@@ -165,7 +165,7 @@ class RobustRewardConfig(RecipeConfig):
 
     QUICK: ClassVar[dict[str, Any]] = {
         "num_seeds": 3,
-        "ensembles": ("bootstrap", "diverse"),
+        "ensembles": ("diverse",),
         "methods": ("none", "random-states", "evolution"),
         "iterations": 60,
         "rounds": 1,
@@ -594,8 +594,13 @@ def envs_of(c: RobustRewardConfig):
 
 
 def _means(res: dict[str, Any]) -> dict[str, float]:
-    return {k: float(np.nanmean(v)) for k, v in res.items()
-            if isinstance(v, list) and v and all(isinstance(x, int | float) for x in v)}
+    """Mean over seeds of every per-seed list of numbers (NaN where none is finite)."""
+    out = {}
+    for k, v in res.items():
+        if isinstance(v, list) and v and all(isinstance(x, int | float) for x in v):
+            finite = [x for x in v if math.isfinite(x)]
+            out[k] = float(np.mean(finite)) if finite else math.nan
+    return out
 
 
 def paired(a, b) -> dict[str, Any]:
@@ -681,6 +686,7 @@ def plots(out: RunDir, results: dict, oracle: dict, c: RobustRewardConfig) -> No
             ax.set_xticks(range(len(stages)), stages, rotation=30, ha="right")
             ax.set_title(f"{e}: {title}")
         axes[0, j].axhline(0.9, color="black", ls="--", lw=0.8)
+    fig.tight_layout()
     out.save_figure(fig, "methods")
 
     fig, axes = plt.subplots(1, len(ens), figsize=(5 * len(ens), 4), squeeze=False)
@@ -864,8 +870,7 @@ def report(c: RobustRewardConfig, summary: dict) -> str:
         gap = lambda b, r=r: (np.mean(r["before"][f"goodhart@{b}/learned_return"])  # noqa: E731
                               - np.mean(r["before"][f"goodhart@{b}/true_return"]))
         lines.append(f"| {e} | before: learned - true | {gap(b0):+.2f} at {b0} sims, "
-                     f"{gap(b1):+.2f} at {b1} sims "
-                     f"({'grows' if gap(b1) > gap(b0) else 'does not grow'} with search) |"
+                     f"{gap(b1):+.2f} at {b1} sims (changes by {gap(b1) - gap(b0):+.2f}) |"
                      + " |" * (len(c.goodhart_budgets) - 1))
     lines += ["", "Cells: learned / true return per episode.", "",
               "Plots: `methods.png` (per method, dots = seeds), `labels.png` (return vs labels "

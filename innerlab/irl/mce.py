@@ -33,19 +33,26 @@ from innerlab.reward_models.epic import epic_distance_tabular
 __all__ = [
     "bc_features",
     "bc_log_likelihood",
+    "epic_tables",
     "epic_to",
     "fit_bc",
     "fit_reward",
     "log_likelihood",
     "sample_demos",
     "soft_policy",
+    "soft_policy_of",
 ]
 
 
 def soft_policy(mdp: TabularMDP, weights: jax.Array) -> jax.Array:
     """``[T, S, A]`` log-probabilities of the soft-optimal policy of ``features @ weights``
     for one layout (``vmap`` for several)."""
-    reward = mdp.features @ weights  # [S, A]
+    return soft_policy_of(mdp, mdp.features @ weights)
+
+
+def soft_policy_of(mdp: TabularMDP, reward: jax.Array) -> jax.Array:
+    """``[T, S, A]`` log-probabilities of the soft-optimal policy of a reward table
+    ``[S, A]`` (any reward, e.g. a network's) for one layout."""
     alive = ~mdp.terminal
 
     def back(v_next, _):
@@ -164,25 +171,25 @@ def fit_bc(inputs: jax.Array, demos: Demos, l2: float = 1e-3) -> jax.Array:
 # --------------------------------------------------------------------------- EPIC
 
 
-def _tables(mdp: TabularMDP, weights: jax.Array):
+def _tables(mdp: TabularMDP, reward: jax.Array):
     s, a = mdp.next.shape
-    reward = jnp.broadcast_to((mdp.features @ weights)[:, :, None], (s, a, s))
+    table = jnp.broadcast_to(reward[:, :, None], (s, a, s))
     live = (mdp.valid & ~mdp.terminal).astype(jnp.float32)
     coverage = live[:, None, None] * jax.nn.one_hot(mdp.next, s)
-    return reward, live, coverage
+    return table, live, coverage
 
 
-def epic_to(mdps: TabularMDP, weights_a: jax.Array, weights_b: jax.Array,
-            gamma: float = 1.0) -> float:
-    """Mean over layouts of the exact EPIC distance between ``features @ weights_a`` and
-    ``features @ weights_b`` (uniform over the live states and actions; coverage the
-    transitions actually possible). NaN if either reward is constant there (EPIC is
-    undefined for a reward that ranks nothing, e.g. ``weights = 0``)."""
+def epic_tables(mdps: TabularMDP, reward_a: jax.Array, reward_b: jax.Array,
+                gamma: float = 1.0) -> float:
+    """Mean over layouts of the exact EPIC distance between reward tables ``[M, S, A]``
+    (uniform over the live states and actions; coverage the transitions actually
+    possible). NaN if either reward is constant there (EPIC is undefined for a reward
+    that ranks nothing, e.g. ``weights = 0``)."""
     out = []
     for i in range(mdps.start.shape[0]):
         mdp = split_layouts(mdps, i)
-        ra, live, cov = _tables(mdp, weights_a)
-        rb, _, _ = _tables(mdp, weights_b)
+        ra, live, cov = _tables(mdp, reward_a[i])
+        rb, _, _ = _tables(mdp, reward_b[i])
         ok = np.asarray(cov) > 0
         if min(np.ptp(np.asarray(ra)[ok]), np.ptp(np.asarray(rb)[ok])) < 1e-6:
             out.append(math.nan)
@@ -190,3 +197,9 @@ def epic_to(mdps: TabularMDP, weights_a: jax.Array, weights_b: jax.Array,
         actions = jnp.ones(ra.shape[1])
         out.append(float(epic_distance_tabular(ra, rb, live, actions, cov, gamma)))
     return float(np.nanmean(out)) if np.isfinite(out).any() else math.nan
+
+
+def epic_to(mdps: TabularMDP, weights_a: jax.Array, weights_b: jax.Array,
+            gamma: float = 1.0) -> float:
+    """:func:`epic_tables` of the linear rewards ``features @ weights_a`` and ``@ weights_b``."""
+    return epic_tables(mdps, mdps.features @ weights_a, mdps.features @ weights_b, gamma)

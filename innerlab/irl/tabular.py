@@ -35,6 +35,7 @@ __all__ = [
     "demos_from_trajectory",
     "feature_names",
     "layout_mdp",
+    "layout_states",
     "split_layouts",
     "state_index",
     "true_weights",
@@ -110,9 +111,8 @@ def _features(g: grid.GridState, nxt: grid.GridState, hit: jax.Array,
     return jnp.concatenate([got @ kind, got @ shape, jnp.stack([bumped, 1.0])])
 
 
-def layout_mdp(env: Environment, params: OrchardParams, start: grid.GridState) -> TabularMDP:
-    """The tabular MDP of the layout of ``start`` (one Orchard state, no batch axis)."""
-    orchard = _orchard(env)
+def layout_states(start: grid.GridState) -> grid.GridState:
+    """Every state of ``start``'s layout, batched ``[S]`` in index order (time 0)."""
     h, w = start.walls.shape
     n = start.obj_alive.shape[0]
     masks = 1 << n
@@ -120,21 +120,26 @@ def layout_mdp(env: Environment, params: OrchardParams, start: grid.GridState) -
     cell, mask = cells // masks, cells % masks
     alive = ((mask[:, None] >> jnp.arange(n)) & 1).astype(bool)
     agent = jnp.stack([cell // w, cell % w], -1).astype(jnp.int32)
+    return jax.vmap(lambda a, m: eqx.tree_at(lambda s: (s.agent, s.obj_alive, s.time), start,
+                                             (a, m, jnp.int32(0))))(agent, alive)
 
-    def at(i):
-        return eqx.tree_at(lambda s: (s.agent, s.obj_alive, s.time), start,
-                           (agent[i], alive[i], jnp.int32(0)))
 
-    def step(i, a):
-        g = at(i)
+def layout_mdp(env: Environment, params: OrchardParams, start: grid.GridState) -> TabularMDP:
+    """The tabular MDP of the layout of ``start`` (one Orchard state, no batch axis)."""
+    orchard = _orchard(env)
+    states = layout_states(start)
+
+    def step(g, a):
         _, nxt, _, _, _, info = orchard.step_env(jax.random.key(0), g, a, params)
         return state_index(nxt), _features(g, nxt, info["collected"], params)
 
     actions = jnp.arange(orchard.num_actions(params))
-    nxt, feats = jax.vmap(lambda i: jax.vmap(lambda a: step(i, a))(actions))(cells)
+    nxt, feats = jax.vmap(lambda g: jax.vmap(lambda a: step(g, a))(actions))(states)
+    agent, alive = states.agent, states.obj_alive
     on_object = jnp.any(alive & jnp.all(start.obj_pos[None] == agent[:, None], -1), -1)
     valid = ~start.walls[agent[:, 0], agent[:, 1]] & ~on_object
-    return TabularMDP(nxt, feats, valid, mask == 0, state_index(start), params.max_steps)
+    terminal = ~jnp.any(alive, -1)
+    return TabularMDP(nxt, feats, valid, terminal, state_index(start), params.max_steps)
 
 
 def demos_from_trajectory(env: Environment, params: OrchardParams,

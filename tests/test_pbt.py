@@ -4,6 +4,8 @@ history, bad options, kill-and-resume of an agent population, and the Ray Tune b
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,8 @@ import pytest
 from innerlab.agents import pbt
 
 LR = {"learning_rate": 1.0}
+# these programs are tiny: compiling dominates, and XLA's cheapest level compiles fastest
+jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
 # ------------------------------------------------------------------------------ options
@@ -50,7 +54,7 @@ def test_bottom_copies_top_and_everyone_else_keeps_its_own():
     config = pbt.PBTConfig(population=10, truncation=0.2, hypers=LR)
     fitness = jnp.array([5.0, 3.0, 9.0, 1.0, 7.0, 2.0, 8.0, 4.0, 6.0, 0.5])
     hypers = {"learning_rate": jnp.arange(10, dtype=jnp.float32) + 1.0}
-    rule = jax.jit(lambda k: pbt.exploit_explore(k, fitness, hypers, config))
+    rule = jit(lambda k: pbt.exploit_explore(k, fitness, hypers, config))
     for seed in range(10):
         ex = rule(jax.random.key(seed))
         source, factor = np.asarray(ex.source), np.asarray(ex.factor)
@@ -68,9 +72,9 @@ def test_bottom_copies_top_and_everyone_else_keeps_its_own():
 def test_one_factor_gives_an_exact_answer():
     config = pbt.PBTConfig(population=4, truncation=0.25, factors=(2.0,),
                            hypers={"a": 1.0, "b": 1.0})
-    ex = pbt.exploit_explore(jax.random.key(0), jnp.array([3.0, -1.0, 10.0, 2.0]),
-                             {"a": jnp.array([1.0, 2.0, 3.0, 4.0]),
-                              "b": jnp.array([10.0, 20.0, 30.0, 40.0])}, config)
+    ex = jit(pbt.exploit_explore, static_argnums=3)(
+        jax.random.key(0), jnp.array([3.0, -1.0, 10.0, 2.0]),
+        {"a": jnp.array([1.0, 2.0, 3.0, 4.0]), "b": jnp.array([10.0, 20.0, 30.0, 40.0])}, config)
     assert np.asarray(ex.source).tolist() == [0, 2, 2, 3]
     assert np.asarray(ex.hypers["a"]).tolist() == [1.0, 6.0, 3.0, 4.0]
     assert np.asarray(ex.hypers["b"]).tolist() == [10.0, 60.0, 30.0, 40.0]
@@ -90,7 +94,7 @@ def test_donors_and_factors_are_drawn_uniformly():
     config = pbt.PBTConfig(population=10, truncation=0.2, hypers=LR)
     fitness = jnp.arange(10.0)
     hypers = {"learning_rate": jnp.ones(10)}
-    run = jax.jit(jax.vmap(lambda k: pbt.exploit_explore(k, fitness, hypers, config)))
+    run = jit(jax.vmap(lambda k: pbt.exploit_explore(k, fitness, hypers, config)))
     ex = run(jax.random.split(jax.random.key(1), 2000))
     donors = np.asarray(ex.source)[:, :2].ravel()
     factors = np.asarray(ex.factor)[:, :2, 0].ravel()
@@ -154,7 +158,7 @@ def toy():
     member = _toy_member()
     config = pbt.PBTConfig(population=5, interval=2, window=2, truncation=0.2,
                            factors=(0.5,), hypers={"learning_rate": 0.1})
-    run = jax.jit(lambda pop: pbt.run_generations(member, config, pop, 3))
+    run = jit(lambda pop: pbt.run_generations(member, config, pop, 3))
     return member, config, run
 
 
@@ -192,12 +196,12 @@ def test_control_never_copies_and_swap_moves_only_envs():
     base = dict(population=4, interval=3, hypers={"learning_rate": 0.1})
     control = pbt.PBTConfig(**base, select=False)
     pop = pbt.init_population(member, control, jax.random.key(0))
-    out, rec = pbt.run_generations(member, control, pop, 2)
+    out, rec = jit(lambda p: pbt.run_generations(member, control, p, 2))(pop)
     assert np.all(np.asarray(rec["source"]) == np.arange(4))
     np.testing.assert_allclose(np.asarray(out.members.theta),
                                np.asarray(pop.members.theta) + 0.6, rtol=1e-6)
     swap = pbt.PBTConfig(**base, select=False, swap_envs=True)
-    out = pbt.run_generations(member, swap, pop, 2)[0]
+    out = jit(lambda p: pbt.run_generations(member, swap, p, 2))(pop)[0]
     s0, s1 = np.asarray(pop.members.s), np.asarray(out.members.s)
     assert sorted(s0) == sorted(s1) and not np.array_equal(s0, s1)
     np.testing.assert_allclose(np.asarray(out.members.theta),

@@ -18,9 +18,9 @@ rest. ``result.policy(seed)`` is a :class:`Policy` that :func:`rollout` and
 """
 
 from innerlab.agents.config import KINDS, SHARED_OPTIONS, AgentConfig, kind_options, make
+from innerlab.agents.driver import TrainResult, load, train
 from innerlab.agents.evaluate import Evaluation, bootstrap_ci, evaluate, oracle_policy
 from innerlab.agents.learners import Learner, learner
-from innerlab.agents.driver import TrainResult, load, train
 from innerlab.envs.rollout import (
     Episodes,
     Policy,

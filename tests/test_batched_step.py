@@ -10,7 +10,7 @@ import pytest
 import innerlab.envs as envs
 from innerlab.envs.batched import batched_step
 
-BATCH, MAX_RESETS, STEPS = 16, 8, 8  # reset sizes 1, 2 and 8, then all 16: every branch
+BATCH, MAX_RESETS, STEPS = 16, 8, 8  # reset sizes 1, 2, 4 and 8, then all 16: every branch
 # only env steps compile here: XLA's cheapest backend optimisation compiles several times faster
 jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 

@@ -97,16 +97,17 @@ def reset_where(
     ``reset_fn`` is a single-env ``(key, ended_state) -> (obs, state)``, e.g.
     ``lambda k, s: env.reset_after(k, s, params)``. The result equals resetting
     every env and selecting, but only about as many resets as envs are masked
-    are computed: one branch per size ``max_resets // 16``, ``// 4`` and
-    ``max_resets`` (default ``B // 8``), the smallest that fits is the one that
-    runs (``lax.switch``), and all ``B`` when more are masked.
+    are computed: one branch per size ``max_resets // 8``, ``// 4``, ``// 2``
+    and ``max_resets`` (default ``B // 8``); the smallest that fits is the one
+    that runs (``lax.switch``), and all ``B`` when more are masked. The sizes
+    change only the work, never the result.
     """
     batch = mask.shape[0]
     limit = max(1, batch // 8) if max_resets is None else int(max_resets)
     if not 1 <= limit <= batch:
         raise ValueError(f"argument 'max_resets' must be in [1, {batch}], got {max_resets}")
     reset = jax.vmap(reset_fn)
-    sizes = sorted({max(1, limit // 16), max(1, limit // 4), limit})
+    sizes = sorted({max(1, limit // 8), max(1, limit // 4), max(1, limit // 2), limit})
 
     def reset_some(size, obs_states):
         obs, states = obs_states

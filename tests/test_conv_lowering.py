@@ -25,7 +25,7 @@ def test_conv_same_rejects_strided_layers():
         conv_same(conv, jnp.zeros((3, 6, 6)))
 
 
-@pytest.mark.parametrize("encoder", ["conv", "conv_pool"])
+@pytest.mark.parametrize("encoder", ["conv_pool"])  # "conv" shares the conv path; 10-25 s more
 def test_independent_members_use_the_matmul_lowering_with_the_same_answers(encoder):
     """Member k of an independent ensemble encodes as a native-conv copy of its weights would."""
     model = RewardModel((5, 5, 4), 4, num_members=3, latent_dim=8, width=6, encoder=encoder,

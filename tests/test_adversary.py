@@ -112,7 +112,11 @@ def test_objective_bad_input(pair, states, orchard):
 # --------------------------------------------------------------------------- input-space search
 
 
-@pytest.mark.parametrize("method", sorted(SEARCHES))
+# gradient (the default search) in the default suite; the others (13-27 s each) in make test-slow
+@pytest.mark.parametrize(
+    "method",
+    [m if m == "gradient" else pytest.param(m, marks=pytest.mark.slow) for m in sorted(SEARCHES)],
+)
 def test_each_search_finds_the_planted_region(orchard, pair, method):
     env, params = orchard
     fn, kwargs = SEARCHES[method]
@@ -345,6 +349,7 @@ def test_retrain_config_bad_input():
         TrainConfig(steps=0)
 
 
+@pytest.mark.slow  # runs docs/adversary.md's example (about 14 s of compiling)
 def test_docs_example_runs(capsys):
     import pathlib
     import re

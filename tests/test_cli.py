@@ -99,7 +99,10 @@ def test_demo_writes_a_strip_per_env_and_an_index(tmp_path, capsys):
     assert str(tmp_path / "index.md") in out.replace("\n", "")
 
 
-@pytest.mark.parametrize(("name", "seed"), [("BoostChain-v0", 0), ("Spaceship-v0", 0)])
+@pytest.mark.parametrize(
+    ("name", "seed"),
+    [("BoostChain-v0", 0), pytest.param("Spaceship-v0", 0, marks=pytest.mark.slow)],
+)
 def test_demo_episode_is_the_first_episode_of_the_one_rollout(name, seed):
     """The demo's episode ends where episode_returns says (same policy and key), and its
     frames are the start state plus one per step; continuous actions come from the box."""

@@ -390,6 +390,7 @@ def test_inconsistent_params_are_named(name):
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "envs.md"
 
 
+@pytest.mark.slow  # runs every example in docs/envs.md (about 20 s of compiling)
 def test_docs_examples_run(capsys):
     run_python_blocks(DOCS, min_blocks=2)
     out = capsys.readouterr().out

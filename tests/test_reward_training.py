@@ -156,6 +156,7 @@ def test_show_it_works(orchard, trained):
     # confidently extrapolating "large is good" (docs/reward_models.md has the numbers).
 
 
+@pytest.mark.slow  # two more trainings (about 16 s); the shared-encoder fit stays in default
 def test_independent_members_and_preferences(orchard, rollout, train_data):
     env, params = orchard
     small = dict(num_members=2, latent_dim=8, width=8, encoder="conv_pool")

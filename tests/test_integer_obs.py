@@ -26,7 +26,7 @@ def test_int_obs_maps_to_the_onehot_obs_exactly_on_any_state(name, egocentric):
     assert obs_int.dtype == jnp.uint8
     assert obs_int.shape[-1] == len(grid.INT_OBS_SLOTS)
     np.testing.assert_array_equal(env.onehot(obs_int, params), obs_hot)
-    # and back: each slot is 1 + the index of the channel that is on in its group (0: none)
+    # the channel count the slots stand for is the one-hot observation's
     assert env.num_channels(params) == obs_hot.shape[-1]
 
 

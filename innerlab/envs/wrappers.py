@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from innerlab.envs.core import Box, Environment, EnvParams
-from innerlab.envs.grid import GridEnvironment
+from innerlab.envs.grid import GridEnvironment, onehot_from_int
 
 
 class ObservationWrapper(Environment):
@@ -115,8 +115,6 @@ class IntegerObs(ObservationWrapper):
 
     def onehot(self, obs: Array, params: EnvParams | None = None) -> Array:
         """The wrapped env's one-hot observation for integer observation(s) ``obs``."""
-        from innerlab.envs.grid import onehot_from_int
-
         return onehot_from_int(obs, self.num_channels(params))
 
     def num_channels(self, params: EnvParams | None = None) -> int:

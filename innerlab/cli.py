@@ -14,6 +14,7 @@ of its config dataclass (see :mod:`innerlab.recipes`), so every recipe has
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Sequence
@@ -103,7 +104,7 @@ def _parse_run(args: Sequence[str], console: Console) -> tuple[str, Any]:
     Without a recipe name (or with ``--help``) prints the recipes and exits;
     an unknown name exits with status 2 and a message listing the known ones.
     """
-    from innerlab.recipes import get_recipe, list_recipes
+    from innerlab.recipes import RecipeConfig, get_recipe, list_recipes
 
     names = list_recipes()
     if len(args) < 2 or args[1].startswith("-"):
@@ -123,10 +124,14 @@ def _parse_run(args: Sequence[str], console: Console) -> tuple[str, Any]:
         )
         raise SystemExit(2)
     recipe = get_recipe(name)
-    config = tyro.cli(
-        recipe.config_cls, args=list(args[2:]), prog=f"innerlab run {name}",
-        description=recipe.description,
-    )
+    parse = functools.partial(tyro.cli, recipe.config_cls, args=list(args[2:]),
+                              prog=f"innerlab run {name}", description=recipe.description)
+    config = parse()
+    if config.quick and isinstance(config, RecipeConfig):
+        # tyro passes every field to the constructor, so the config cannot tell an option
+        # given on the command line from a default. Parse again with the quick preset as
+        # the defaults: the options given on the command line win over it, whatever value.
+        config = parse(default=recipe.config_cls(quick=True).resolved())
     return name, config
 
 

@@ -6,9 +6,10 @@ import re
 from typing import ClassVar
 
 import pytest
+from rich.console import Console
 
 import innerlab.recipes as recipes
-from innerlab.cli import main
+from innerlab.cli import _parse_run, main
 from innerlab.envs import list_envs, make
 from innerlab.recipes import RecipeConfig, RunDir
 
@@ -61,6 +62,34 @@ def test_run_dispatches_options_to_the_recipe(tmp_path, echo_recipe, capsys):
     summary = RunDir(out, resume=True).read_json("summary.json")
     assert summary == {"steps": 3, "label": "hi"}  # quick preset applied, explicit label kept
     assert str(out) in capsys.readouterr().out
+
+
+@dataclasses.dataclass
+class TupleConfig(RecipeConfig):
+    """A recipe whose quick preset shrinks a tuple option (like zero-shot's encodings)."""
+
+    encodings: tuple[str, ...] = ("ascii", "language", "coords")
+    seeds: int = 5
+    QUICK: ClassVar[dict] = {"encodings": ("ascii",), "seeds": 2}
+
+
+def test_quick_keeps_options_given_on_the_command_line_even_at_their_default(tmp_path):
+    """The bug: --quick replaced every option equal to its default, so
+    `--quick --encodings ascii language coords` ran ascii only."""
+    recipes.register_recipe("tuple-test", TupleConfig, echo_run, "Echo a tuple.")
+    try:
+        name, config = _parse_run(["run", "tuple-test", "--quick", "--encodings", "ascii",
+                                   "language", "coords"], Console())
+        assert name == "tuple-test"
+        config = config.resolved()
+        assert config.encodings == ("ascii", "language", "coords")  # given, kept
+        assert config.seeds == 2  # not given: the preset
+        _, config = _parse_run(["run", "tuple-test", "--seeds", "5", "--quick"], Console())
+        assert config.resolved() == TupleConfig(encodings=("ascii",), seeds=5, quick=True)
+        _, config = _parse_run(["run", "tuple-test", "--seeds", "5"], Console())
+        assert config.resolved() == TupleConfig()  # no --quick: the defaults
+    finally:
+        recipes._RECIPES.pop("tuple-test", None)
 
 
 def test_run_unknown_recipe_is_a_clear_error(capsys, echo_recipe):

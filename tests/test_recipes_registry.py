@@ -67,6 +67,15 @@ def test_run_recipe_fills_default_out_and_applies_quick(toy_recipe, tmp_path, mo
     assert run.read_json("config.json")["quick"] is True
 
 
+def test_quick_keeps_fields_set_in_python_even_at_their_default():
+    # width=64 is the default; the caller set it, so the preset (8) must not replace it
+    config = ToyConfig(quick=True, width=64).resolved()
+    assert (config.steps, config.width) == (10, 64)
+    assert ToyConfig("", True, 1000).resolved().steps == 1000  # positional: set too
+    assert ToyConfig(quick=True).explicit_fields == {"quick"}
+    assert config.resolved() == config  # resolving twice changes nothing
+
+
 def test_quick_false_keeps_defaults():
     config = ToyConfig().resolved()
     assert (config.steps, config.width) == (1000, 64)

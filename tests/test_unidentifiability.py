@@ -193,7 +193,7 @@ def test_full_grid_and_quick_preset():
     mz = [c for c in cells if c.config.kind == "muzero"]
     assert sorted({dict(c.config.options)["num_simulations"] for c in mz}) == [4, 16, 64]
     assert all(c.config.env == "ProxyMaze-v0" for c in cells)
-    quick = dataclasses.replace(full, quick=True).resolved()
+    quick = U.UnidentifiabilityConfig(quick=True).resolved()
     qc = quick.cells()
     assert {c.config.kind for c in qc} == {"ppo-lstm"} and len(qc) == 2 and quick.seeds == 3
     assert sorted(c.config.width for c in qc) == [16, 64]

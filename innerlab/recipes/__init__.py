@@ -52,8 +52,14 @@ class RecipeConfig:
     """Options every recipe shares; subclass it and add the recipe's own fields.
 
     ``QUICK`` (a class attribute, not an option) maps field names to the values
-    of the quick preset. ``--quick`` applies them to every field the user left
-    at its default, so explicit options still win over the preset.
+    of the quick preset. ``--quick`` applies them to every field the user did not
+    set, so explicit options win over the preset even when they equal the default
+    (``--quick --seeds 5`` keeps 5 seeds where the default is 5 and the preset 2).
+    A field counts as set when it is passed to the constructor
+    (``Config(quick=True, seeds=10)`` sets ``quick`` and ``seeds``); the CLI passes
+    the options on the command line (see :func:`innerlab.cli`'s ``_parse_run``).
+    ``dataclasses.replace`` passes every field, so it sets them all: build a quick
+    config with ``Config(quick=True, ...)``, not ``replace(config, quick=True)``.
     """
 
     out: str = ""
@@ -63,8 +69,23 @@ class RecipeConfig:
 
     QUICK: ClassVar[Mapping[str, Any]] = {}
 
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # Record which fields the caller set: dataclass defaults are filled in by
+        # __init__, after which "left at its default" and "set to the default" look alike.
+        self = super().__new__(cls)
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        object.__setattr__(self, "_explicit", frozenset(names[: len(args)]) | frozenset(kwargs))
+        return self
+
+    @property
+    def explicit_fields(self) -> frozenset[str]:
+        """The fields the caller set (passed to the constructor); the quick preset leaves
+        them alone."""
+        return getattr(self, "_explicit", frozenset())
+
     def resolved(self) -> RecipeConfig:
-        """This config with the quick preset applied (if ``quick``) to fields left at default."""
+        """This config with the quick preset applied (if ``quick``) to the fields the caller
+        did not set."""
         if not self.quick:
             return self
         fields = {f.name: f for f in dataclasses.fields(self)}
@@ -74,20 +95,8 @@ class RecipeConfig:
                 f"{type(self).__name__}.QUICK names unknown field(s) {unknown}; "
                 f"fields are {sorted(fields)}"
             )
-        changes = {
-            name: value
-            for name, value in self.QUICK.items()
-            if getattr(self, name) == _default_of(fields[name])
-        }
+        changes = {k: v for k, v in self.QUICK.items() if k not in self.explicit_fields}
         return dataclasses.replace(self, **changes)
-
-
-def _default_of(field: dataclasses.Field) -> Any:
-    if field.default is not dataclasses.MISSING:
-        return field.default
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return dataclasses.MISSING
 
 
 @dataclasses.dataclass(frozen=True)

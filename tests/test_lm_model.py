@@ -7,6 +7,7 @@ cache and scoring takes seconds on 2 cores.
 
 import importlib.util
 import math
+import operator
 
 import numpy as np
 import pytest
@@ -60,3 +61,27 @@ def test_picks_the_obvious_move_more_often_than_chance(model):
     n = len(answers)
     p_value = sum(math.comb(n, k) * 0.25**k * 0.75 ** (n - k) for k in range(right, n + 1))
     assert p_value < 0.05, (right, n, p_value)
+
+
+def test_agents_kind_lm_acts_with_the_real_model(model):
+    """``agents.make("lm")`` -> ``agents.lm_policy`` loads the packaged model (from the cache
+    the fixture filled) and acts in the one rollout: each greedy move is the best-scored of
+    the offered moves for the prompt of that step; ``agents.evaluate`` runs it too."""
+    import jax
+
+    import innerlab.agents as agents
+
+    config = agents.make("lm", env_overrides={"height": 5, "width": 5, "n_objects": 2,
+                                              "max_steps": 2}, encoding="coords")
+    policy = agents.lm_policy(config)
+    env, params = config.make_env()
+    traj, offered = lm.lm_rollout(policy, env, params, jax.random.key(0), 2, 2)
+    agent = lm.agent_of(policy)
+    for t in range(2):
+        states = jax.tree.map(operator.itemgetter(t), traj.state)
+        prompts = [agent.prompt(lm.numpy_state(states, i), offered[t, i]) for i in range(2)]
+        scores = agent.scorer.option_logprobs(prompts, agent.action_names, context=agent.context)
+        best = [offered[t, i][np.argmax(scores[i][offered[t, i]])] for i in range(2)]
+        np.testing.assert_array_equal(np.asarray(traj.action[t]), best)
+    ev = agents.evaluate(policy, env, params, episodes=2)
+    assert ev.returns.shape == (1, 2) and ev.lengths.max() <= 2

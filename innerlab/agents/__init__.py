@@ -10,15 +10,17 @@
 
 Kinds: ``"ppo-lstm"`` (recurrent PPO), ``"ppo-transformer"`` (PPO with a gated
 Transformer-XL memory), ``"muzero"`` (MCTS over a learned model with a reward
-ensemble) and ``"ibp"`` (the Imagination-based Planner). Every kind shares
-the option names of :data:`SHARED_OPTIONS`; ``kind_options(kind)`` lists the
-rest. ``result.policy(seed)`` is a :class:`Policy` that :func:`rollout` and
-:func:`episode_returns` accept, like the controls :func:`random_policy` and
-:func:`oracle_policy`.
+ensemble) and ``"ibp"`` (the Imagination-based Planner), which are trained,
+and ``"lm"``, a language model acting zero-shot (:mod:`innerlab.lm`), which is
+not: :func:`lm_policy` builds its agent. The trained kinds share the option
+names of :data:`SHARED_OPTIONS`; ``kind_options(kind)`` lists what each takes.
+``result.policy(seed)`` is a :class:`Policy` that :func:`rollout` and
+:func:`episode_returns` accept, like ``lm_policy(config)`` and the controls
+:func:`random_policy` and :func:`oracle_policy`.
 """
 
 from innerlab.agents.config import KINDS, SHARED_OPTIONS, AgentConfig, kind_options, make
-from innerlab.agents.driver import TrainResult, load, train
+from innerlab.agents.driver import TrainResult, lm_policy, load, train
 from innerlab.agents.evaluate import Evaluation, bootstrap_ci, evaluate, oracle_policy
 from innerlab.agents.learners import Learner, learner
 from innerlab.envs.rollout import (
@@ -45,6 +47,7 @@ __all__ = [
     "evaluate",
     "kind_options",
     "learner",
+    "lm_policy",
     "load",
     "make",
     "oracle_policy",

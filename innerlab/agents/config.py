@@ -20,9 +20,17 @@ Every kind shares the options that mean the same thing for every agent:
 
 Each kind adds its own (``innerlab.agents.kind_options(kind)`` lists them
 with their defaults). The learners' own configs (``PPOConfig``,
-``MuZeroConfig``, ``IBPTrainConfig``) stay the place where each algorithm's
-hyper-parameters are defined and checked; ``AgentConfig.native()`` builds
-one from the shared names, so a bad value is reported before anything runs.
+``MuZeroConfig``, ``IBPTrainConfig``, ``innerlab.lm.LMConfig``) stay the place
+where each algorithm's hyper-parameters are defined and checked;
+``AgentConfig.native()`` builds one from the shared names, so a bad value is
+reported before anything runs.
+
+Kind ``"lm"`` (a language model that acts zero-shot, :mod:`innerlab.lm`) is
+not trained, so it takes only ``env`` and ``env_overrides`` of the shared
+options (the rest describe training or the observation networks, and the LM
+reads env states as text); the fields it does not take are ``None``. Its
+agent is ``innerlab.agents.lm_policy(config)``. Making its config loads no
+model: ``innerlab.lm`` imports torch only when a model is loaded.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import innerlab.envs as envs
+from innerlab.lm.policy import LMConfig
 from innerlab.planners.ibp_train import IBPTrainConfig
 from innerlab.planners.muzero import MuZeroConfig
 from innerlab.planners.ppo import PPOConfig
@@ -64,17 +73,25 @@ class KindSpec:
     ``native``: the learner's config class; ``names``: shared name -> its field
     there; ``steps_field``: the field that counts iterations and
     ``steps_per_iteration(native) -> int`` the env steps one iteration takes
-    (per seed); ``fixed``: native fields the agents driver owns (set as given);
-    ``defaults``: kind-specific defaults that differ from the native config's.
+    (per seed), both ``None`` for a kind that is not trained; ``fixed``: native
+    fields the agents driver owns (set as given); ``defaults``: kind-specific
+    defaults that differ from the native config's; ``shared``: the shared
+    options the kind takes (every one, for a trained kind).
     """
 
     native: type
     names: Mapping[str, str]
-    steps_field: str
-    steps_per_iteration: Callable[[Any], int]
+    steps_field: str | None
+    steps_per_iteration: Callable[[Any], int] | None
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     exclude: tuple[str, ...] = ()
+    shared: tuple[str, ...] = SHARED_OPTIONS
+
+    @property
+    def trained(self) -> bool:
+        """Whether ``innerlab.agents.train`` trains this kind (``"lm"`` acts zero-shot)."""
+        return self.steps_field is not None
 
     def options(self) -> dict[str, Any]:
         """The kind's own options and their defaults (native fields not mapped or fixed)."""
@@ -92,7 +109,7 @@ class KindSpec:
         base = {f.name: f.default for f in dataclasses.fields(self.native)}
         out = {shared: base[field] for shared, field in self.names.items() if field in base}
         out.update({k: v for k, v in self.defaults.items() if k in SHARED_OPTIONS})
-        return out
+        return {k: v for k, v in out.items() if k in self.shared}
 
 
 _PPO = dict(
@@ -143,6 +160,15 @@ KINDS: dict[str, KindSpec] = {
         fixed={"log_every": 1},
         defaults={"env": "Orchard-v0", "encoder": "mlp", "num_envs": 16},
     ),
+    # a language model acting zero-shot: nothing to train, it reads env states as text
+    "lm": KindSpec(
+        native=LMConfig,
+        names={},
+        steps_field=None,
+        steps_per_iteration=None,
+        defaults={"env": "Orchard-v0"},
+        shared=("env", "env_overrides"),
+    ),
 }
 _SHARED_FALLBACK = {
     "env_overrides": (),
@@ -157,7 +183,7 @@ def kind_options(kind: str) -> dict[str, Any]:
     """Every option ``make(kind, ...)`` accepts, with its default (shared ones first)."""
     spec = _spec(kind)
     shared = {**_SHARED_FALLBACK, **spec.shared_defaults()}
-    return {**{k: shared[k] for k in SHARED_OPTIONS}, **spec.options()}
+    return {**{k: shared[k] for k in spec.shared}, **spec.options()}
 
 
 def _spec(kind: str) -> KindSpec:
@@ -176,6 +202,11 @@ def _freeze(mapping: Mapping[str, Any] | tuple, name: str) -> tuple[tuple[str, A
     return tuple(sorted(mapping.items()))
 
 
+def _hashable(value: Any) -> Any:
+    """Lists (as JSON gives them back) as tuples, so a config stays hashable."""
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
 def _check_int(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ValueError(f"option {name!r} must be an int >= {low}, got {value!r}")
@@ -186,32 +217,39 @@ class AgentConfig:
     """Everything that defines an agent and its training run (hashable, JSON-friendly).
 
     Build one with :func:`make`; ``options`` holds the kind's own options as
-    sorted ``(name, value)`` pairs.
+    sorted ``(name, value)`` pairs. A shared option the kind does not take
+    (``KindSpec.shared``; kind ``"lm"`` takes only ``env`` and ``env_overrides``)
+    is ``None``.
     """
 
     kind: str
     env: str
     env_overrides: tuple[tuple[str, Any], ...]
-    egocentric: bool
-    encoder: str
-    width: int
-    num_envs: int
-    discount: float
-    learning_rate: float
-    total_steps: int
-    log_every: int
+    egocentric: bool | None
+    encoder: str | None
+    width: int | None
+    num_envs: int | None
+    discount: float | None
+    learning_rate: float | None
+    total_steps: int | None
+    log_every: int | None
     options: tuple[tuple[str, Any], ...] = ()
-    observation: str = "onehot"
+    observation: str | None = "onehot"
 
     def __post_init__(self):
-        _spec(self.kind)
+        spec = _spec(self.kind)
+        takes = set(spec.shared)
+        unused = [n for n in SHARED_OPTIONS if n not in takes and getattr(self, n) is not None]
+        if unused:
+            raise ValueError(f"option(s) {unused} do not apply to agent kind {self.kind!r} "
+                             f"(it takes only {list(spec.shared)} of the shared options)")
         if self.env not in envs.list_envs():
             raise ValueError(f"option 'env' must be one of {envs.list_envs()}, got {self.env!r}")
-        if self.encoder not in ENCODERS:
+        if "encoder" in takes and self.encoder not in ENCODERS:
             raise ValueError(f"option 'encoder' must be one of {ENCODERS}, got {self.encoder!r}")
-        if not isinstance(self.egocentric, bool):
+        if "egocentric" in takes and not isinstance(self.egocentric, bool):
             raise ValueError(f"option 'egocentric' must be a bool, got {self.egocentric!r}")
-        if self.observation not in envs.OBSERVATIONS:
+        if "observation" in takes and self.observation not in envs.OBSERVATIONS:
             raise ValueError(
                 f"option 'observation' must be one of {envs.OBSERVATIONS}, "
                 f"got {self.observation!r}"
@@ -222,9 +260,13 @@ class AgentConfig:
                 f"integer observations); {self.kind!r} reads one-hot grids"
             )
         for name in ("width", "num_envs", "total_steps"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("log_every", self.log_every, 0)
+            if name in takes:
+                _check_int(name, getattr(self, name), 1)
+        if "log_every" in takes:
+            _check_int("log_every", self.log_every, 0)
         for name, low, high in (("discount", 0.0, 1.0), ("learning_rate", 0.0, math.inf)):
+            if name not in takes:
+                continue
             value = getattr(self, name)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             if not ok or not (low <= value <= high) or math.isnan(value):
@@ -232,6 +274,8 @@ class AgentConfig:
                     f"option {name!r} must be a number in [{low}, {high}], got {value!r}"
                 )
         self.native()  # the learner's own checks, now rather than at train time
+        if not spec.trained:
+            return
         iterations, log_every = self.schedule()
         if self.log_every and iterations % self.log_every:
             raise ValueError(
@@ -245,13 +289,20 @@ class AgentConfig:
     def spec(self) -> KindSpec:
         return _spec(self.kind)
 
+    def _require_trained(self) -> None:
+        if not self.spec.trained:
+            raise ValueError(f"agent kind {self.kind!r} is not trained, so it has no "
+                             "iterations; its agent is innerlab.agents.lm_policy(config)")
+
     @property
     def steps_per_iteration(self) -> int:
         """Env steps one learner iteration takes, per seed."""
+        self._require_trained()
         return self.spec.steps_per_iteration(self.native(iterations=1))
 
     def schedule(self) -> tuple[int, int]:
         """``(iterations, log_every)``: whole chunks that fit in ``total_steps``."""
+        self._require_trained()
         per = self.spec.steps_per_iteration(self.native(iterations=1))
         iterations = self.total_steps // per
         if iterations < 1:
@@ -263,8 +314,11 @@ class AgentConfig:
         return iterations - iterations % log_every, log_every
 
     def native(self, iterations: int | None = None) -> Any:
-        """The learner's own config (``PPOConfig``, ``MuZeroConfig`` or ``IBPTrainConfig``)."""
+        """The learner's own config (``PPOConfig``, ``MuZeroConfig``, ``IBPTrainConfig``, or
+        ``innerlab.lm.LMConfig`` for kind ``"lm"``)."""
         spec = self.spec
+        if not spec.trained:
+            return spec.native(**dict(self.options))
         fields = {native: getattr(self, shared) for shared, native in spec.names.items()}
         fields.update(spec.fixed)
         fields.update(dict(self.options))
@@ -283,11 +337,14 @@ class AgentConfig:
 
     def make_env(self, **overrides: Any) -> tuple[envs.Environment, envs.EnvParams]:
         """The env this agent acts in (its overrides, then ``overrides``, e.g. ``split="test"``)."""
-        return envs.make(self.env, egocentric=self.egocentric, observation=self.observation,
-                         **{**dict(self.env_overrides), **overrides})
+        view = {k: v for k, v in (("egocentric", self.egocentric),
+                                  ("observation", self.observation)) if v is not None}
+        return envs.make(self.env, **view, **{**dict(self.env_overrides), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
+        """The options :func:`make` takes for this kind (JSON-friendly; ``from_dict`` inverts)."""
         out = dataclasses.asdict(self)
+        out = {k: v for k, v in out.items() if k not in SHARED_OPTIONS or k in self.spec.shared}
         out["env_overrides"] = dict(self.env_overrides)
         out["options"] = dict(self.options)
         return out
@@ -305,12 +362,15 @@ def _divisor_near(n: int, target: int) -> int:
 
 def make(kind: str, **options: Any) -> AgentConfig:
     """An ``AgentConfig`` of ``kind`` (``"ppo-lstm"``, ``"ppo-transformer"``, ``"muzero"``,
-    ``"ibp"``); unknown options are rejected with the closest valid name.
+    ``"ibp"``, or ``"lm"``: a language model, not trained); unknown options are rejected
+    with the closest valid name.
 
     >>> import innerlab.agents as agents
     >>> config = agents.make("ppo-lstm", env_overrides={"height": 5}, total_steps=20_000)
     >>> config.discount
     0.97
+    >>> agents.make("lm", encoding="coords", temperature=1.0).native().order
+    'shuffled'
     """
     spec = _spec(kind)
     valid = kind_options(kind)
@@ -318,18 +378,25 @@ def make(kind: str, **options: Any) -> AgentConfig:
     if unknown:
         hints = {}
         aliases = {native: shared for shared, native in spec.names.items() if native != shared}
-        aliases.update({spec.steps_field: "total_steps"})
+        if spec.trained:
+            aliases.update({spec.steps_field: "total_steps"})
         for name in unknown:
+            if name in SHARED_OPTIONS:  # a shared option this kind does not take
+                continue
             close = aliases.get(name) or next(iter(difflib.get_close_matches(name, valid, 1)), None)
             if close:
                 hints[name] = close
         hint = "".join(f"; {k!r}: did you mean {v!r}?" for k, v in hints.items())
+        unused = [n for n in unknown if n in SHARED_OPTIONS]
+        if unused:
+            hint += (f"; {unused} do not apply to kind {kind!r} (it takes only "
+                     f"{list(spec.shared)} of the shared options)")
         raise ValueError(
             f"unknown option(s) {unknown} for agent kind {kind!r}{hint}. "
             f"Valid options: {sorted(valid)}"
         )
     merged = {**valid, **options}
-    shared = {k: merged[k] for k in SHARED_OPTIONS}
+    shared = {k: merged.get(k) for k in SHARED_OPTIONS}
     shared["env_overrides"] = _freeze(shared["env_overrides"], "env_overrides")
-    own = {k: merged[k] for k in spec.options()}
+    own = {k: _hashable(merged[k]) for k in spec.options()}
     return AgentConfig(kind=kind, options=_freeze(own, "options"), **shared)

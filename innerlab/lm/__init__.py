@@ -13,9 +13,18 @@ torch and transformers are imported only when a model is loaded
 ``innerlab.envs.rollout.Policy``, so ``rollout`` and ``agents.evaluate`` run it.
 """
 
-from innerlab.lm.model import PACKAGED, LanguageModel, Scorer, cache_root, load_model, packaged_gguf
+from innerlab.lm.model import (
+    PACKAGED,
+    LanguageModel,
+    Scorer,
+    cache_root,
+    check_model,
+    load_model,
+    packaged_gguf,
+)
 from innerlab.lm.policy import (
     ORDERS,
+    LMConfig,
     LMParams,
     TextAgent,
     agent_of,
@@ -40,6 +49,7 @@ __all__ = [
     "ENCODINGS",
     "ORDERS",
     "PACKAGED",
+    "LMConfig",
     "LMParams",
     "LanguageModel",
     "Scorer",
@@ -47,6 +57,7 @@ __all__ = [
     "agent_of",
     "cache_root",
     "check_encoding",
+    "check_model",
     "choose",
     "decide",
     "encode",

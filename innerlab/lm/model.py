@@ -34,6 +34,7 @@ __all__ = [
     "LanguageModel",
     "Scorer",
     "cache_root",
+    "check_model",
     "load_model",
     "packaged_gguf",
 ]
@@ -80,17 +81,29 @@ def packaged_gguf(name: str) -> pathlib.Path:
     raise FileNotFoundError(f"package {package!r} is installed but holds no {filename!r}")
 
 
-def _resolve(source: str | os.PathLike) -> tuple[pathlib.Path, str | None, str]:
-    """``(directory, gguf file name or None, cache name)`` of a model ``source``."""
+def check_model(source: str | os.PathLike) -> str | os.PathLike:
+    """``source`` if it names a packaged model or an existing path, else an error that says
+    what a model can be (cheap: nothing is loaded, a packaged model's package is not looked
+    for, so a config can be checked where the model is not installed)."""
     if isinstance(source, str) and source in PACKAGED:
-        path = packaged_gguf(source)
-        return path.parent, path.name, source
-    path = pathlib.Path(source).expanduser()
-    if not path.exists():
+        return source
+    if not isinstance(source, str | os.PathLike) or not str(source):
+        raise TypeError(f"argument 'model' must be a packaged model name {sorted(PACKAGED)} or "
+                        f"a path, got {source!r}")
+    if not pathlib.Path(source).expanduser().exists():
         raise FileNotFoundError(
             f"argument 'model' ({str(source)!r}) is neither a packaged model "
             f"({sorted(PACKAGED)}) nor an existing model directory or .gguf file"
         )
+    return source
+
+
+def _resolve(source: str | os.PathLike) -> tuple[pathlib.Path, str | None, str]:
+    """``(directory, gguf file name or None, cache name)`` of a model ``source``."""
+    if isinstance(check_model(source), str) and source in PACKAGED:
+        path = packaged_gguf(source)
+        return path.parent, path.name, source
+    path = pathlib.Path(source).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":
             raise ValueError(f"argument 'model': a model file must be a .gguf, got {str(path)!r}")

@@ -36,7 +36,7 @@ import numpy as np
 from innerlab.envs import grid
 from innerlab.envs.core import Environment, EnvParams
 from innerlab.envs.rollout import Policy, Trajectory, rollout
-from innerlab.lm.model import Scorer
+from innerlab.lm.model import DTYPES, Scorer, check_model
 from innerlab.lm.text import (
     check_encoding,
     encode,
@@ -47,11 +47,70 @@ from innerlab.lm.text import (
 )
 
 __all__ = [
-    "ORDERS", "LMParams", "TextAgent", "agent_of", "choose", "decide", "lm_policy", "lm_rollout",
-    "offer", "position_bias",
+    "ORDERS", "LMConfig", "LMParams", "TextAgent", "agent_of", "check_order", "check_temperature",
+    "choose", "decide", "lm_policy", "lm_rollout", "offer", "position_bias",
 ]
 
 ORDERS = ("shuffled", "fixed")
+
+
+def check_order(order: str) -> str:
+    """``order`` if it is one of :data:`ORDERS`, else a ``ValueError`` naming them."""
+    if order not in ORDERS:
+        raise ValueError(f"argument 'order' must be one of {ORDERS}, got {order!r}")
+    return order
+
+
+def check_temperature(temperature: float) -> float:
+    """``temperature`` if it is a finite number >= 0, else a ``ValueError``."""
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not (
+            0 <= temperature < float("inf")):
+        raise ValueError(f"argument 'temperature' must be a number >= 0, got {temperature!r}")
+    return temperature
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """Everything that defines an LM agent apart from its env: the options of
+    ``innerlab.agents.make("lm", ...)`` (hashable, JSON-friendly, checked here without
+    loading anything).
+
+    ``model``: a packaged model name (:data:`~innerlab.lm.PACKAGED`), a local Hugging
+    Face model directory or a ``.gguf`` file; ``dtype``, ``chat``: how it is loaded
+    (:func:`~innerlab.lm.load_model`); the rest are :func:`lm_policy`'s arguments.
+    """
+
+    model: str = "smollm2-135m"
+    encoding: str = "ascii"
+    temperature: float = 0.0
+    order: str = "shuffled"
+    rules: str | None = None
+    action_names: tuple[str, ...] | None = None
+    dtype: str = "bfloat16"
+    chat: bool = True
+
+    def __post_init__(self):
+        check_model(self.model)
+        check_encoding(self.encoding)
+        check_temperature(self.temperature)
+        check_order(self.order)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"argument 'dtype' must be one of {DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.chat, bool):
+            raise ValueError(f"argument 'chat' must be a bool, got {self.chat!r}")
+        if self.rules is not None and not isinstance(self.rules, str):
+            raise ValueError(f"argument 'rules' must be a str or None, got {self.rules!r}")
+        names = self.action_names
+        if names is not None:
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"argument 'action_names' must be a sequence of words, got "
+                                 f"{names!r}")
+            object.__setattr__(self, "action_names", tuple(names))
+
+    def policy(self, scorer: Scorer, env: Environment, params: EnvParams) -> Policy:
+        """This agent as a :func:`lm_policy` of ``scorer`` (the model) in ``env``."""
+        return lm_policy(scorer, env, params, self.encoding, temperature=self.temperature,
+                         order=self.order, rules=self.rules, action_names=self.action_names)
 
 
 @dataclasses.dataclass(eq=False)
@@ -74,8 +133,7 @@ class TextAgent:
 
     def __post_init__(self):
         check_encoding(self.encoding)
-        if self.order not in ORDERS:
-            raise ValueError(f"argument 'order' must be one of {ORDERS}, got {self.order!r}")
+        check_order(self.order)
         if not callable(getattr(self.scorer, "option_logprobs", None)):
             raise TypeError("argument 'scorer' must have option_logprobs(prompts, options) "
                             f"(an innerlab.lm.LanguageModel), got {type(self.scorer).__name__}")
@@ -200,9 +258,7 @@ def lm_policy(scorer: Scorer, env: Environment, params: EnvParams, encoding: str
         rules: the game's rules (default: :func:`~innerlab.lm.text.rules_text`).
         action_names: the word for each action (default ``up, right, down, left``).
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not (
-            0 <= temperature < float("inf")):
-        raise ValueError(f"argument 'temperature' must be a number >= 0, got {temperature!r}")
+    check_temperature(temperature)
     kwargs = {} if action_names is None else {"action_names": tuple(action_names)}
     agent = TextAgent(scorer, env, params, encoding, rules, order=order, **kwargs)
     agent_id = len(_AGENTS)

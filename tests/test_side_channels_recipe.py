@@ -160,6 +160,79 @@ def test_the_channel_is_seen_only_after_a_read_that_costs():
         make(ENV, mode="none", access="read")
 
 
+# --------------------------------------------------------------------------- only on some cells
+
+
+@pytest.mark.parametrize("mode", ["next", "previous"])
+def test_the_channel_is_seen_exactly_on_the_read_cells(mode):
+    """access='cells': after a reset or a step, the channel is the free channel where the
+    agent stands on a read cell and 0 elsewhere; actions, rewards and dynamics unchanged."""
+    ensure_env()
+    cells = ((1, 1), (3, 3))
+    env, params = make(ENV, mode=mode, access="cells", read_cells=cells, height=5, width=5,
+                       n_objects=3)
+    free = params.replace(access="always", read_cells=())
+    assert env.num_actions(params) == env.num_actions(free) == 4
+    assert env.observation_space(params).shape == env.observation_space(free).shape
+    n = 64
+    keys = jax.random.split(jax.random.key(3), n)
+    fast = {"xla_backend_optimization_level": 0}  # env steps only: cheapest to compile
+    reset = jax.jit(jax.vmap(env.reset, in_axes=(0, None)), static_argnums=1,
+                    compiler_options=fast)
+    step = jax.jit(jax.vmap(env.step_env, in_axes=(0, 0, 0, None)), static_argnums=3,
+                   compiler_options=fast)
+
+    def on_cell(state):
+        agent = np.asarray(state.inner.agent)
+        return np.array([tuple(a) in cells for a in agent])
+
+    def check(state, state_free, obs):
+        on = on_cell(state)
+        want = np.where(on[:, None], np.asarray(state_free.channel), 0.0)
+        np.testing.assert_array_equal(np.asarray(state.channel), want)
+        planes = np.asarray(obs)[..., -env.num_planes(params):]  # what the agent sees
+        np.testing.assert_array_equal(planes, np.broadcast_to(
+            want[:, None, None, :], planes.shape))
+        return on
+
+    obs, state = reset(keys, params)
+    _, state_free = reset(keys, free)
+    seen = [check(state, state_free, obs)]
+    for t in range(6):
+        k = jax.random.split(jax.random.key(10 + t), n)
+        action = jax.random.randint(jax.random.key(20 + t), (n,), 0, 4)
+        obs, nxt, reward, *_, info = step(k, state, action, params)
+        _, nxt_free, reward_free, *_ = step(k, state_free, action, free)
+        np.testing.assert_array_equal(reward, reward_free)  # seeing costs nothing
+        np.testing.assert_array_equal(nxt.inner.agent, nxt_free.inner.agent)
+        on = check(nxt, nxt_free, obs)
+        np.testing.assert_array_equal(np.asarray(info["read"]), on.astype(np.float32))
+        seen.append(on)
+        state, state_free = nxt, nxt_free
+    seen = np.concatenate(seen)
+    assert 0 < seen.sum() < seen.size  # both cases were checked
+    # where it is visible the channel carries values: not zero everywhere
+    assert mode == "previous" or np.any(np.asarray(state_free.channel) != 0)
+
+
+@pytest.mark.parametrize("kwargs, error, named", [
+    ({"access": "cells"}, ValueError, "needs param 'read_cells'"),
+    ({"read_cells": ((1, 1),)}, ValueError, "needs access='cells'"),
+    ({"access": "cells", "read_cells": ((1, 5),)}, ValueError, r"read_cells\[0\].col.*\[0, 5\)"),
+    ({"access": "cells", "read_cells": ((-1, 2),)}, ValueError, r"read_cells\[0\].row"),
+    ({"access": "cells", "read_cells": ((1, True),)}, TypeError, "not a bool"),
+    ({"access": "cells", "read_cells": ((1, 1.5),)}, TypeError, "must be an int"),
+    ({"access": "cells", "read_cells": ((1, 1), (1, 1))}, ValueError, "repeat"),
+    ({"access": "cells", "read_cells": ((1, 2, 3),)}, TypeError, r"read_cells\[0\].*pair"),
+    ({"access": "cells", "read_cells": [(1, 1)]}, TypeError, "tuple of"),
+    ({"mode": "none", "access": "cells", "read_cells": ((1, 1),)}, ValueError, "mode 'none'"),
+])
+def test_bad_read_cells_are_named(kwargs, error, named):
+    ensure_env()
+    with pytest.raises(error, match=named):
+        make(ENV, height=5, width=5, n_objects=3, **{"mode": "next", **kwargs})
+
+
 # --------------------------------------------------------------------------- a tiny run
 
 

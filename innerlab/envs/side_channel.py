@@ -58,6 +58,13 @@ observation that follows. Otherwise the channel planes are 0 (they are 0 after a
 reset too). ``info["read"]`` is 1 on a step that read, so an episode's sum is the
 number of reads.
 
+``access="cells"``: the agent has to *go* for it. The channel is visible only while the
+agent stands on one of ``read_cells`` (``(row, col)`` cells of the inner grid; the inner
+env must be a gridworld, one with ``grid_of``), in the observation after a reset or a step
+that ends there; elsewhere the planes are 0. Nothing else changes (same actions, no cost).
+``info["read"]`` is 1 on a step that ends on a read cell, so an episode's sum is the number
+of steps that saw the channel.
+
 The wrapper's ``split`` and ``max_steps`` are the inner env's:
 ``make("OrchardSideChannel-v0", split="test", n_objects=3)`` forwards params the
 wrapper does not have to the inner params.
@@ -67,6 +74,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -76,7 +84,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from innerlab.envs.core import Box, Environment, EnvParams, _replace_fields, check_range
+from innerlab.envs.core import (
+    Box,
+    Environment,
+    EnvParams,
+    _replace_fields,
+    check_range,
+    check_type,
+)
 from innerlab.protocols import ValidatesStates
 
 MODES: tuple[str, ...] = ("none", "previous", "next")
@@ -89,7 +104,7 @@ MODIFICATIONS: tuple[str, ...] = (
     "random_net",
     "replace",
 )
-ACCESS: tuple[str, ...] = ("always", "read")
+ACCESS: tuple[str, ...] = ("always", "read", "cells")
 _SHARED = ("split", "max_steps")
 
 
@@ -110,6 +125,7 @@ class SideChannelParams(EnvParams):
     replacement: EnvParams | Callable | None = eqx.field(static=True, default=None)
     access: str = eqx.field(static=True, default="always")
     read_cost: float = eqx.field(static=True, default=0.1)
+    read_cells: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
 
     def check_values(self) -> None:
         # the inner params first: the checks below compare split/max_steps with them
@@ -145,6 +161,7 @@ class SideChannelParams(EnvParams):
                 "(mode 'none' has no channel to read)"
             )
         check_range(self, "read_cost", 0.0)
+        self._check_read_cells()
         check_range(self, "noise_std", 0.0)
         check_range(self, "seed", 0)
         check_range(self, "net_width", 1)
@@ -164,6 +181,34 @@ class SideChannelParams(EnvParams):
                 "param 'replacement' must be inner params, a callable "
                 f"(inner_state, action, inner_params) -> reward, or None; got {self.replacement!r}"
             )
+
+    def _check_read_cells(self) -> None:
+        """``read_cells``: distinct ``(row, col)`` pairs of ints inside the inner grid, given
+        exactly when ``access="cells"``."""
+        cells = self.read_cells
+        if not isinstance(cells, tuple):
+            raise TypeError(f"param 'read_cells' must be a tuple of (row, col) pairs, "
+                            f"got {cells!r}")
+        if self.access == "cells" and not cells:
+            raise ValueError("inconsistent params: access='cells' needs param 'read_cells' "
+                             "(the (row, col) cells where the channel is visible), got ()")
+        if cells and self.access != "cells":
+            raise ValueError(f"inconsistent params: read_cells={cells!r} needs access='cells' "
+                             f"(got access={self.access!r})")
+        bounds = (getattr(self.inner, "height", None), getattr(self.inner, "width", None))
+        for i, cell in enumerate(cells):
+            if not (isinstance(cell, tuple) and len(cell) == 2):
+                raise TypeError(f"param 'read_cells[{i}]' must be a (row, col) pair, "
+                                f"got {cell!r}")
+            for what, v, high in zip(("row", "col"), cell, bounds, strict=True):
+                name = f"read_cells[{i}].{what}"
+                check_type(name, v, "int")
+                # check_range reads the value by name: hold this one coordinate under it
+                check_range(types.SimpleNamespace(**{name: v}), name, 0, high,
+                            high_open=True, context="" if high is None else
+                            f" (the inner grid has {high} {what}s)")
+        if len(set(cells)) != len(cells):
+            raise ValueError(f"param 'read_cells' must not repeat a cell, got {cells!r}")
 
     def replace(self, **overrides: Any) -> SideChannelParams:
         """Apply overrides; ones the wrapper lacks go to ``inner``, ``split``/``max_steps``
@@ -278,6 +323,17 @@ class SideChannel(Environment):
         params = self.resolve_params(params)
         return {"none": 0, "previous": 1, "next": self.num_moves(params)}[params.mode]
 
+    def on_read_cell(self, inner_state, params: SideChannelParams) -> Bool[Array, ""]:
+        """Whether the agent stands on one of ``read_cells`` (``access="cells"``: the channel
+        is visible there)."""
+        grid_of = getattr(self.env, "grid_of", None)
+        if grid_of is None:
+            raise TypeError(f"access='cells' needs a gridworld inside the wrapper (an env with "
+                            f"grid_of), got {self.env.name}")
+        agent = grid_of(inner_state).agent
+        cells = jnp.asarray(params.read_cells, jnp.int32)
+        return jnp.any(jnp.all(cells == agent[None, :], axis=-1))
+
     # -- the observed values -------------------------------------------------------------
     def _source(self, inner_state, actions, params: SideChannelParams) -> Float[Array, " P"]:
         """Reward of each of ``actions`` in ``inner_state`` before the value transform:
@@ -341,6 +397,8 @@ class SideChannel(Environment):
         channel = self._channel(k_obs, inner, params, prev)
         if params.access == "read":  # nothing read yet
             channel = jnp.zeros_like(channel)
+        if params.access == "cells":
+            channel = jnp.where(self.on_read_cell(inner, params), channel, 0.0)
         state = SideChannelState(inner=inner, channel=channel)
         return self.observe(state, params), state
 
@@ -359,6 +417,10 @@ class SideChannel(Environment):
             channel = jnp.where(read, channel, 0.0)
             reward = (reward - params.read_cost * read).astype(reward.dtype)
             info["read"] = read.astype(jnp.float32)
+        if params.access == "cells":
+            visible = self.on_read_cell(inner, params)
+            channel = jnp.where(visible, channel, 0.0)
+            info["read"] = visible.astype(jnp.float32)
         state = SideChannelState(inner=inner, channel=channel)
         info["observed_reward"] = state.channel
         return self.observe(state, params), state, reward, terminated, truncated, info
@@ -376,7 +438,8 @@ class SideChannel(Environment):
     def sample_state(self, key, params=None) -> SideChannelState:
         """The inner env's ``sample_state``; in ``previous`` mode the channel shows what a
         uniformly random action would earn there (a stand-in previous reward). With
-        ``access="read"`` the channel is shown as if the last step read it."""
+        ``access="read"`` the channel is shown as if the last step read it; with
+        ``access="cells"`` only where the agent stands on a read cell, as in an episode."""
         params = self.resolve_params(params)
         k_inner, k_act, k_obs = jax.random.split(key, 3)
         inner = self.env.sample_state(k_inner, params.inner)
@@ -385,7 +448,10 @@ class SideChannel(Environment):
             action = self.env.action_space(params.inner).sample(k_act)
             reward = self.env.true_reward(inner, action, params.inner)
             prev = self._prev_channel(k_obs, inner, action, reward, params)
-        return SideChannelState(inner=inner, channel=self._channel(k_obs, inner, params, prev))
+        channel = self._channel(k_obs, inner, params, prev)
+        if params.access == "cells":
+            channel = jnp.where(self.on_read_cell(inner, params), channel, 0.0)
+        return SideChannelState(inner=inner, channel=channel)
 
     def observe(self, state: SideChannelState, params=None) -> Float[Array, "..."]:
         params = self.resolve_params(params)

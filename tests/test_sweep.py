@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 import innerlab.agents as agents
-from innerlab.agents.sweep import Cell, load_rows, read_csv, run_sweep, write_csv
+from innerlab.agents.sweep import (
+    Cell,
+    load_rows,
+    read_csv,
+    read_parquet,
+    run_sweep,
+    write_csv,
+    write_parquet,
+)
 
 TINY = agents.make(
     "ppo-lstm", env="ProxyMaze-v0", env_overrides={"height": 5, "width": 5, "max_steps": 8},
@@ -134,6 +142,61 @@ def test_csv_round_trip(tmp_path):
     assert back[0] == {"a": 1, "b": 0.5, "c": "x", "d": True, "e": ""}
     assert back[1]["a"] == 2 and math.isnan(back[1]["b"]) and back[1]["e"] is False
     assert json.loads(json.dumps(back[0]))
+
+
+def _same(a, b):
+    """Row lists equal, NaN equal to NaN."""
+    nan = lambda v: isinstance(v, float) and math.isnan(v)
+    return len(a) == len(b) and all(
+        x.keys() == y.keys() and all(x[k] == y[k] or (nan(x[k]) and nan(y[k])) for k in x)
+        for x, y in zip(a, b, strict=True))
+
+
+def test_parquet_round_trip_keeps_types(tmp_path):
+    import pyarrow.parquet as pq  # a dev dependency (pyproject)
+
+    rows = [{"a": 1, "b": 0.5, "c": "x", "d": True, "f": 2},
+            {"a": 2, "b": math.nan, "e": False, "f": 2.5}]
+    path = write_parquet(rows, tmp_path / "t.parquet")
+    schema = pq.read_schema(path)
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("a", "int64"), ("b", "double"), ("c", "string"), ("d", "bool"), ("f", "double"),
+        ("e", "bool")]
+    back = read_parquet(path)
+    assert back[0] == {"a": 1, "b": 0.5, "c": "x", "d": True, "f": 2.0, "e": None}
+    assert back[1]["a"] == 2 and math.isnan(back[1]["b"]) and back[1]["e"] is False
+    assert type(back[0]["a"]) is int and back[1]["c"] is None and back[1]["d"] is None
+    with pytest.raises(TypeError, match="column 'g'"):
+        write_parquet([{"g": 1}, {"g": "one"}], tmp_path / "bad.parquet")
+
+
+def test_parquet_table_of_a_resumed_sweep_equals_the_csv(tmp_path):
+    """A sweep whose cells are finished (their rows.jsonl written, as after a kill) resumes
+    with parquet=True: nothing runs again, and results.parquet holds the CSV's rows, typed."""
+    import pyarrow.parquet as pq
+
+    from innerlab.agents.sweep import _write_rows
+
+    out = tmp_path / "s"
+    cells = _cells()
+    finished = {c.label: [{"label": c.label, **dict(c.axes), "seed": s, "env_steps": 128,
+                           "episode_return": 0.25 * s - 0.5, "done": s == 0,
+                           "steps": math.nan if s else 3.0} for s in SEEDS] for c in cells}
+    for label, rows in finished.items():
+        (out / "cells" / label).mkdir(parents=True)
+        _write_rows(out / "cells" / label / "rows.jsonl", rows)
+
+    def must_not_run(result, cell):
+        raise AssertionError(f"finished cell {cell.label} ran again")
+
+    result = run_sweep(cells, SEEDS, out, must_not_run, progress=False, parquet=True)
+    table = read_parquet(result.parquet)
+    expected = finished["a"] + finished["b"]
+    assert _same(table, expected) and _same(table, read_csv(result.csv))
+    types = {f.name: str(f.type) for f in pq.read_schema(result.parquet)}
+    assert types == {"label": "string", "lr": "string", "width": "int64", "seed": "int64",
+                     "env_steps": "int64", "episode_return": "double", "done": "bool",
+                     "steps": "double"}
 
 
 @pytest.mark.slow  # starts Ray (about 90 s on 2 loaded cores); skipped where Ray is missing

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ import pytest
 
 import innerlab.agents as agents
 import innerlab.envs as envs
-from innerlab.agents.sweep import read_csv
+from innerlab.agents.sweep import read_csv, read_parquet
 from innerlab.envs.proxy_maze import CANDIDATES, CONFLICTS, PROXY_AMBIGUOUS, PROXY_NONE
 from innerlab.envs.rollout import rollout
 from innerlab.recipes import get_recipe, run_recipe
@@ -233,6 +234,22 @@ def test_resume_with_other_options_is_refused(tmp_path):
                                                     eval_episodes=8))
 
 
+def test_parquet_option_is_a_run_option_and_needs_pyarrow(tmp_path, monkeypatch):
+    first = U.UnidentifiabilityConfig(out=str(tmp_path / "r"), seeds=3)
+    rundir = U.RunDir(first.out)
+    rundir.write_config(dataclasses.asdict(first))
+    # a resumed run may add the Parquet copy: it reads finished cells back either way
+    U._check_resume(rundir, dataclasses.replace(first, resume=True, parquet=True))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyarrow" else real(name, *a))
+    with pytest.raises(ImportError, match="pip install pyarrow"):
+        U.UnidentifiabilityConfig(parquet=True)  # at config time, before any training
+    U.UnidentifiabilityConfig()  # CSV only needs nothing more
+
+
 def test_registered():
     assert get_recipe("unidentifiability").config_cls is U.UnidentifiabilityConfig
 
@@ -244,13 +261,29 @@ TINY = dict(kinds=("ppo-lstm",), encoders=("mlp",), views=("egocentric",), width
 
 @pytest.mark.slow
 def test_tiny_run_end_to_end(tmp_path):
-    cfg = U.UnidentifiabilityConfig(out=str(tmp_path / "run"), **TINY)
+    cfg = U.UnidentifiabilityConfig(out=str(tmp_path / "run"), parquet=True, **TINY)
     rundir = run_recipe("unidentifiability", cfg)
     files = set(rundir.files())
     for name in ("report.md", "summary.json", "results.csv", "controls.csv", "preferences.png",
-                 "capacity.png", "episodes.png", "config.json"):
+                 "capacity.png", "episodes.png", "config.json", "results.parquet",
+                 "controls.parquet"):
         assert name in files
     table = read_csv(rundir.file("results.csv"))
+    # the Parquet copy: the same rows, with typed columns
+    import pyarrow.parquet as pq
+
+    for name in ("results", "controls"):
+        typed = read_parquet(rundir.file(f"{name}.parquet"))
+        flat = read_csv(rundir.file(f"{name}.csv"))
+        assert len(typed) == len(flat) and typed[0].keys() == flat[0].keys()
+        for a, b in zip(typed, flat, strict=True):
+            for k in a:  # a row without a column: empty in the CSV, null in Parquet
+                same = (b[k] == "" if a[k] is None else a[k] == b[k]
+                        or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])))
+                assert same, (name, k, a[k], b[k])
+    types = {f.name: str(f.type) for f in pq.read_schema(rundir.file("results.parquet"))}
+    assert types["seed"] == "int64" and types["label"] == "string"
+    assert types["frac_colour"] == "double" and types["competent_misgeneralisation"] == "bool"
     # one row per seed x config x condition x true objective
     assert len(table) == 2 * 2 * 3 * 4
     fracs = [sum(r[f"frac_{c}"] for c in U.CHOICES) for r in table]

@@ -10,6 +10,7 @@ row, each with a ``"seed"``). :func:`run_sweep` runs every cell and writes::
       cells/<label>/agent/    the cell's training run (agents.train: config, metrics, checkpoint)
       cells/<label>/rows.jsonl  the cell's rows, written when the cell is finished
       results.csv             every finished cell's rows: the tidy table
+      results.parquet         the same rows with typed columns (``parquet=True``; needs pyarrow)
 
 Backends:
 
@@ -36,13 +37,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import json
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from innerlab.agents.config import AgentConfig
 from innerlab.agents.driver import TrainResult, train
@@ -54,15 +59,19 @@ __all__ = [
     "load_rows",
     "ray_init",
     "read_csv",
+    "read_parquet",
+    "require_pyarrow",
     "run_cell",
     "run_sweep",
     "write_csv",
+    "write_parquet",
 ]
 
 BACKENDS = ("local", "ray")
 SWEEP = "sweep.json"
 ROWS = "rows.jsonl"
 RESULTS = "results.csv"
+RESULTS_PARQUET = "results.parquet"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 
 Measure = Callable[[TrainResult, "Cell"], list[dict[str, Any]]]
@@ -109,6 +118,11 @@ class SweepResult:
     @property
     def csv(self) -> Path:
         return self.path / RESULTS
+
+    @property
+    def parquet(self) -> Path:
+        """Where ``run_sweep(..., parquet=True)`` wrote the typed copy of the table."""
+        return self.path / RESULTS_PARQUET
 
     def column(self, name: str) -> list[Any]:
         """One column of the table (``None`` where a row lacks it)."""
@@ -161,6 +175,71 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a table :func:`write_csv` wrote (numbers and booleans parsed back)."""
     with open(path, newline="", encoding="utf-8") as f:
         return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def require_pyarrow() -> None:
+    """Raise ``ImportError`` saying how to install pyarrow (Parquet tables) when it is missing;
+    cheap (does not import it), so callers check before hours of training, not after."""
+    if importlib.util.find_spec("pyarrow") is None:
+        raise ImportError("Parquet tables need pyarrow: pip install pyarrow (or 'innerlab[dev]')")
+
+
+def _arrow_type(name: str, values: Sequence[Any]) -> Any:
+    """The column type of ``values`` (``None``: missing): bool, int64, float64 (ints and
+    floats mixed are float64), string, or null when every value is missing."""
+    import pyarrow as pa
+
+    kinds = set()
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, bool | np.bool_):
+            kinds.add("bool")
+        elif isinstance(v, numbers.Integral):
+            kinds.add("int")
+        elif isinstance(v, numbers.Real):
+            kinds.add("float")
+        elif isinstance(v, str):
+            kinds.add("str")
+        else:
+            kinds.add(type(v).__name__)
+    if not kinds:
+        return pa.null()
+    if kinds <= {"int", "float"}:
+        return pa.int64() if kinds == {"int"} else pa.float64()
+    if len(kinds) == 1 and kinds <= {"bool", "str"}:
+        return pa.bool_() if kinds == {"bool"} else pa.string()
+    raise TypeError(f"column {name!r} must hold one kind of scalar (bool, int/float or str) "
+                    f"to be written as Parquet, got {sorted(kinds)}")
+
+
+def write_parquet(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Write ``rows`` as a Parquet file: the columns of :func:`write_csv`, in the same order,
+    each typed (bool, int64, float64 with NaN kept, string; a row lacking a key is null).
+
+    Needs pyarrow (``pip install pyarrow``). :func:`read_parquet` reads the rows back.
+    """
+    require_pyarrow()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    columns = {}
+    for name in _columns(rows):
+        values = [row.get(name) for row in rows]
+        columns[name] = pa.array(values, type=_arrow_type(name, values))
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(pa.table(columns), tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_parquet(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a table :func:`write_parquet` wrote (``None`` where a row lacked a key)."""
+    require_pyarrow()
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
 
 
 def _write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -285,6 +364,7 @@ def run_sweep(
     progress: bool = True,
     ray_address: str | None = None,
     resources: Mapping[str, float] | None = None,
+    parquet: bool = False,
 ) -> SweepResult:
     """Run every cell (resuming finished ones), then write and return the tidy table.
 
@@ -301,6 +381,10 @@ def run_sweep(
             start Ray on this machine.
         resources: Ray backend: resources per trial (default ``{"cpu": 1}``; e.g.
             ``{"cpu": 4, "gpu": 1}``).
+        parquet: also write ``results.parquet``, the same rows with typed columns (needs
+            pyarrow; checked before any cell runs). Finished cells are read back from their
+            ``rows.jsonl`` either way, so a sweep resumed with ``parquet=True`` writes it
+            without running them again.
     """
     cells = _check_cells(cells)
     seeds = _check_seeds(seeds)
@@ -308,6 +392,8 @@ def run_sweep(
         raise ValueError(f"argument 'backend' must be one of {BACKENDS}, got {backend!r}")
     if not callable(measure):
         raise TypeError(f"argument 'measure' must be callable, got {type(measure).__name__}")
+    if parquet:
+        require_pyarrow()
     out = Path(os.fspath(out)).absolute()
     _open_sweep(out, cells, seeds)
     todo = [c for c in cells if not (_cell_dir(out, c) / ROWS).exists()]
@@ -326,6 +412,8 @@ def run_sweep(
     for cell in cells:
         rows.extend(_read_rows(_cell_dir(out, cell) / ROWS))
     write_csv(rows, out / RESULTS)
+    if parquet:
+        write_parquet(rows, out / RESULTS_PARQUET)
     return SweepResult(rows, out, cells, seeds)
 
 

@@ -53,7 +53,15 @@ import numpy as np
 
 import innerlab.agents as agents
 import innerlab.envs as envs
-from innerlab.agents.sweep import BACKENDS, Cell, SweepResult, run_sweep
+from innerlab.agents.sweep import (
+    BACKENDS,
+    Cell,
+    SweepResult,
+    require_pyarrow,
+    run_sweep,
+    write_csv,
+    write_parquet,
+)
 from innerlab.envs import grid
 from innerlab.envs.proxy_maze import (
     CANDIDATES,
@@ -405,6 +413,9 @@ class UnidentifiabilityConfig(RecipeConfig):
     """Ray backend: CPUs per trial."""
     ray_gpus: float = 0.0
     """Ray backend: GPUs per trial."""
+    parquet: bool = False
+    """Also write results.parquet and controls.parquet (the CSVs' rows, typed columns;
+    needs pyarrow)."""
     resume: bool = False
     """Continue an interrupted run in the same --out (finished cells are kept)."""
 
@@ -460,6 +471,8 @@ class UnidentifiabilityConfig(RecipeConfig):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
                 raise ValueError(f"option {name!r} must be a number >= 0, got {value!r}")
+        if self.parquet:
+            require_pyarrow()  # before training, not after
         if "test" not in self.conditions:
             raise ValueError(f"option 'conditions' must include 'test' (the flag and the "
                              f"preference are measured there), got {self.conditions!r}")
@@ -917,6 +930,12 @@ def _flag_text(rows) -> str:
             + ".")
 
 
+def _parquet_note(config) -> str:
+    if not config.parquet:
+        return ""
+    return " (typed copies: `results.parquet`, `controls.parquet`)"
+
+
 def _report(config, cells, rows, controls, effects, valid_table, valid_ok, wall, strip) -> str:
     base_kinds = ", ".join(config.kinds)
     return f"""# Objective unidentifiability on ProxyMaze-v0
@@ -928,7 +947,7 @@ seed and condition; wall time {wall / 60:.1f} min (this invocation; a resumed ru
 finished cells). Cells vary one axis at a time around each
 kind's base (encoder `{config.encoders[0]}`, view `{config.views[0]}`, width
 {config.base_width}). The tidy table is `results.csv` (one row per seed x config x test
-condition x true objective); the controls are `controls.csv`.
+condition x true objective); the controls are `controls.csv`{_parquet_note(config)}.
 
 The true objective does not change training (all candidates coincide there, so every
 agent is the same for every choice), so each agent is scored under each true objective.
@@ -991,7 +1010,8 @@ Compare with the anchors in docs/unidentifiability.md (Langosco et al. 2022; Sha
 # ------------------------------------------------------------------------ run
 
 
-_RUN_ONLY = ("out", "quick", "resume", "backend", "ray_address", "ray_cpus", "ray_gpus")
+_RUN_ONLY = ("out", "quick", "resume", "backend", "ray_address", "ray_cpus", "ray_gpus",
+             "parquet")
 
 
 def _check_resume(rundir: RunDir, config: UnidentifiabilityConfig) -> None:
@@ -1012,6 +1032,13 @@ def _check_resume(rundir: RunDir, config: UnidentifiabilityConfig) -> None:
         )
 
 
+def _write_table(rundir: RunDir, name: str, rows, parquet: bool) -> None:
+    """``<name>.csv`` and, with ``parquet``, ``<name>.parquet`` (the same rows, typed)."""
+    write_csv(rows, rundir.file(f"{name}.csv"))
+    if parquet:
+        write_parquet(rows, rundir.file(f"{name}.parquet"))
+
+
 def run(config: UnidentifiabilityConfig) -> RunDir:
     """Run the sweep, the controls and the analysis; write plots, table and report."""
     start = time.time()
@@ -1025,14 +1052,12 @@ def run(config: UnidentifiabilityConfig) -> RunDir:
     sweep: SweepResult = run_sweep(
         cells, list(range(config.seeds)), rundir.path / "sweep",
         bind(measure, config.measure_spec()), backend=config.backend,
-        ray_address=config.ray_address or None, resources=resources,
+        ray_address=config.ray_address or None, resources=resources, parquet=config.parquet,
     )
     rows = sweep.rows
-    from innerlab.agents.sweep import write_csv
-
-    write_csv(rows, rundir.file("results.csv"))
+    _write_table(rundir, "results", rows, config.parquet)
     controls = control_rows(config)
-    write_csv(controls, rundir.file("controls.csv"))
+    _write_table(rundir, "controls", controls, config.parquet)
     effects = axis_effects(rows, config)
     valid_table, valid_ok = _validation_table(controls, config)
     _plot_preferences(rundir, rows, controls, config)

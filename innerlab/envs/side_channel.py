@@ -59,9 +59,10 @@ reset too). ``info["read"]`` is 1 on a step that read, so an episode's sum is th
 number of reads.
 
 ``access="cells"``: the agent has to *go* for it. The channel is visible only while the
-agent stands on one of ``read_cells`` (``(row, col)`` cells of the inner grid; the inner
-env must be a gridworld, one with ``grid_of``), in the observation after a reset or a step
-that ends there; elsewhere the planes are 0. Nothing else changes (same actions, no cost).
+agent stands on one of ``read_cells`` (``(row, col)`` cells of the inner grid, or
+``"corners"``: the room's four inner corners, ``(1, 1)`` to ``(height - 2, width - 2)``;
+the inner env must be a gridworld, one with ``grid_of``), in the observation after a reset
+or a step that ends there; elsewhere the planes are 0. Nothing else changes (same actions, no cost).
 ``info["read"]`` is 1 on a step that ends on a read cell, so an episode's sum is the number
 of steps that saw the channel.
 
@@ -105,6 +106,9 @@ MODIFICATIONS: tuple[str, ...] = (
     "replace",
 )
 ACCESS: tuple[str, ...] = ("always", "read", "cells")
+READ_PATTERNS: tuple[str, ...] = ("corners",)
+"""Named ``read_cells``: ``"corners"``, the room's four inner corners (a string survives a
+JSON round trip unchanged, so agent configs that name it resume and reload as they were)."""
 _SHARED = ("split", "max_steps")
 
 
@@ -125,7 +129,7 @@ class SideChannelParams(EnvParams):
     replacement: EnvParams | Callable | None = eqx.field(static=True, default=None)
     access: str = eqx.field(static=True, default="always")
     read_cost: float = eqx.field(static=True, default=0.1)
-    read_cells: tuple[tuple[int, int], ...] = eqx.field(static=True, default=())
+    read_cells: tuple[tuple[int, int], ...] | str = eqx.field(static=True, default=())
 
     def check_values(self) -> None:
         # the inner params first: the checks below compare split/max_steps with them
@@ -183,12 +187,21 @@ class SideChannelParams(EnvParams):
             )
 
     def _check_read_cells(self) -> None:
-        """``read_cells``: distinct ``(row, col)`` pairs of ints inside the inner grid, given
-        exactly when ``access="cells"``."""
+        """``read_cells``: distinct ``(row, col)`` pairs of ints inside the inner grid, or a
+        name of :data:`READ_PATTERNS`, given exactly when ``access="cells"``."""
         cells = self.read_cells
+        if isinstance(cells, str):
+            if cells not in READ_PATTERNS:
+                raise ValueError(f"param 'read_cells' must be (row, col) pairs or one of "
+                                 f"{READ_PATTERNS}, got {cells!r}")
+            if self.access != "cells":
+                raise ValueError(f"inconsistent params: read_cells={cells!r} needs "
+                                 f"access='cells' (got access={self.access!r})")
+            read_cells(self)  # the inner grid has a size
+            return
         if not isinstance(cells, tuple):
-            raise TypeError(f"param 'read_cells' must be a tuple of (row, col) pairs, "
-                            f"got {cells!r}")
+            raise TypeError(f"param 'read_cells' must be a tuple of (row, col) pairs or one of "
+                            f"{READ_PATTERNS}, got {cells!r}")
         if self.access == "cells" and not cells:
             raise ValueError("inconsistent params: access='cells' needs param 'read_cells' "
                              "(the (row, col) cells where the channel is visible), got ()")
@@ -227,6 +240,19 @@ class SideChannelParams(EnvParams):
         mine = {k: v for k, v in overrides.items() if k in own and k not in _SHARED}
         mine["inner"] = inner
         return _replace_fields(self, **mine, split=inner.split, max_steps=inner.max_steps)
+
+
+def read_cells(params: SideChannelParams) -> tuple[tuple[int, int], ...]:
+    """The ``(row, col)`` cells where ``access="cells"`` shows the channel (a named pattern
+    resolved against the inner grid's ``height`` and ``width``)."""
+    cells = params.read_cells
+    if not isinstance(cells, str):
+        return cells
+    h, w = getattr(params.inner, "height", None), getattr(params.inner, "width", None)
+    if h is None or w is None:
+        raise TypeError(f"param 'read_cells'={cells!r} needs inner params with 'height' and "
+                        f"'width', got {type(params.inner).__name__}")
+    return tuple(dict.fromkeys(((1, 1), (1, w - 2), (h - 2, 1), (h - 2, w - 2))))
 
 
 def side_channel_params(inner: EnvParams, **kwargs: Any) -> SideChannelParams:
@@ -331,7 +357,7 @@ class SideChannel(Environment):
             raise TypeError(f"access='cells' needs a gridworld inside the wrapper (an env with "
                             f"grid_of), got {self.env.name}")
         agent = grid_of(inner_state).agent
-        cells = jnp.asarray(params.read_cells, jnp.int32)
+        cells = jnp.asarray(read_cells(params), jnp.int32)
         return jnp.any(jnp.all(cells == agent[None, :], axis=-1))
 
     # -- the observed values -------------------------------------------------------------

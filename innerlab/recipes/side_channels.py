@@ -23,11 +23,13 @@ reward).
 
 Also: the costly-read variant (``access="read"``: the channel is visible only
 after an action that pays ``read_cost``) and the fraction of steps an agent
-spends reading; and, in ``next`` mode, a planner that reads the channel as its
-reward (MCTS on the true dynamics whose reward is the observed channel), to set
-beside MuZero, which plans with its learned reward head.
+spends reading; the read-cells variant (``access="cells"``: the channel is visible
+only while the agent stands on one of the room's four inner corner cells) and the
+fraction of steps an agent spends there; and, in ``next`` mode, a planner that reads
+the channel as its reward (MCTS on the true dynamics whose reward is the observed
+channel), to set beside MuZero, which plans with its learned reward head.
 
-Each training run has its own directory ``runs/<kind>-<mode>[-read]/`` and
+Each training run has its own directory ``runs/<kind>-<mode>[-read|-cells]/`` and
 resumes from its checkpoint; every finished evaluation cell is a line of
 ``cells.jsonl`` and is not recomputed when the run resumes.
 """
@@ -55,6 +57,7 @@ from innerlab.envs.side_channel import (
     MODIFICATIONS,
     SideChannel,
     random_net,
+    read_cells,
     shuffle_permutation,
 )
 from innerlab.recipes import RecipeConfig, RunDir, register_recipe
@@ -241,7 +244,8 @@ class ChannelReward(_Delegate):
     """The env whose reward is what the channel shows: in ``next`` mode the value the
     channel showed for the action taken, in ``previous`` mode the value it shows after
     the step. A planner on the true dynamics of this env optimises the observed reward
-    (the constructed agent whose switch index must be 1 under ``replace``)."""
+    (the constructed agent whose switch index must be 1 under ``replace``). With
+    ``access="cells"`` it sees, so earns, the channel only on the read cells."""
 
     def __init__(self, env: SideChannel, mode: str):
         super().__init__(env)
@@ -250,10 +254,11 @@ class ChannelReward(_Delegate):
         self.mode = mode
 
     def step_env(self, key, state, action, params):
-        if params.mode != self.mode or params.access != "always":
+        if params.mode != self.mode or params.access not in ("always", "cells"):
             raise ValueError(
                 f"ChannelReward({self.mode!r}) needs params with mode={self.mode!r} and "
-                f"access='always', got mode={params.mode!r}, access={params.access!r}"
+                f"access 'always' or 'cells', got mode={params.mode!r}, "
+                f"access={params.access!r}"
             )
         obs, nxt, _, term, trunc, info = self.env.step_env(key, state, action, params)
         reward = state.channel[action] if self.mode == "next" else nxt.channel[0]
@@ -283,6 +288,9 @@ class SideChannelsConfig(RecipeConfig):
     """Also train every kind in next mode with access='read' (the channel costs an action)."""
     read_cost: float = 0.05
     """What a read costs (subtracted from the reward), in the read variant."""
+    cells_variant: bool = True
+    """Also train every kind in next mode with access='cells' (the channel is visible only on
+    the room's four inner corner cells), and score the channel planner there."""
     channel_planner: bool = True
     """Score the planner that reads the channel as its reward (in next mode)."""
     seeds: int = 5
@@ -344,6 +352,9 @@ class SideChannelsConfig(RecipeConfig):
         "muzero_envs": 32,
         "eval_episodes": 64,
         "strip_cells": 2,
+        # the read-cells runs (an agent per kind and the channel planner) add about 2.3 min
+        # to the quick preset's 7; the full preset has them
+        "cells_variant": False,
     }
 
     def __post_init__(self):
@@ -415,6 +426,11 @@ class SideChannelsConfig(RecipeConfig):
             out.extend([_noise_name(s) for s in self.noise_stds] if m == "noise" else [m])
         return out
 
+    def read_cells(self) -> tuple[tuple[int, int], ...]:
+        """The cells variant's read cells: the room's four inner corners (next to two walls,
+        so an agent-centred view can tell it stands on one)."""
+        return read_cells(_eval_params(self, "next", "cells"))
+
     def alts(self) -> list[str]:
         """The replacement rewards ``r'`` the chosen modifications define."""
         return [ALT_OF[m] for m in self.modifications if ALT_OF[m] is not None]
@@ -427,13 +443,23 @@ class SideChannelsConfig(RecipeConfig):
                 out[f"{kind}-{mode}"] = (self.agent(kind, mode, "always"), mode, "always")
             if self.read_variant:
                 out[f"{kind}-next-read"] = (self.agent(kind, "next", "read"), "next", "read")
+            if self.cells_variant:
+                out[f"{kind}-next-cells"] = (self.agent(kind, "next", "cells"), "next", "cells")
+        return out
+
+    def planners(self) -> dict[str, tuple[str, str]]:
+        """``label -> (mode, access)`` of every channel-planner row."""
+        if not (self.channel_planner and "next" in self.modes):
+            return {}
+        out = {"channel-planner-next": ("next", "always")}
+        if self.cells_variant:
+            out["channel-planner-next-cells"] = ("next", "cells")
         return out
 
     def agent(self, kind: str, mode: str, access: str) -> agents.AgentConfig:
         """The agent of ``kind`` trained with channel ``mode`` and ``access``."""
         overrides = {**self.env_overrides(), "mode": mode}
-        if access == "read":
-            overrides.update(access="read", read_cost=float(self.read_cost))
+        overrides.update(_access_params(self, access))
         if kind == "muzero":
             preset = {k: v for k, v in ORCHARD.items() if k not in ("env", "egocentric")}
             steps = self.muzero_iterations * self.muzero_envs * preset["rollout_len"]
@@ -444,6 +470,15 @@ class SideChannelsConfig(RecipeConfig):
         return agents.make(kind, env=ENV, env_overrides=overrides, width=self.ppo_width,
                            num_envs=self.ppo_envs, learning_rate=self.ppo_learning_rate,
                            total_steps=steps)
+
+
+def _access_params(config: SideChannelsConfig, access: str) -> dict[str, Any]:
+    """The env params of channel ``access`` (``always``, ``read`` or ``cells``)."""
+    if access == "read":
+        return {"access": "read", "read_cost": float(config.read_cost)}
+    if access == "cells":  # by name: agent configs go through JSON (resume, load) unchanged
+        return {"access": "cells", "read_cells": "corners"}
+    return {}
 
 
 def modification_params(params, name: str, config: SideChannelsConfig):
@@ -604,9 +639,7 @@ def _evaluate(agent, env, params, config: SideChannelsConfig, rows: int) -> dict
 
 def _eval_params(config: SideChannelsConfig, mode: str, access: str = "always"):
     params = envs.make(ENV, **config.env_overrides(), split=config.eval_split, mode=mode)[1]
-    if access == "read":
-        params = params.replace(access="read", read_cost=float(config.read_cost))
-    return params
+    return params.replace(**_access_params(config, access))
 
 
 def reference_cells(config: SideChannelsConfig, cells: Cells) -> dict[str, dict]:
@@ -796,17 +829,16 @@ def run(config: SideChannelsConfig) -> RunDir:
                                 _evaluation_row(_evaluate(res, env, p, config, len(seeds)),
                                                 config.alts()))
         table[label] = _cell_table(rows, refs, config)
-    if config.channel_planner:
-        for mode in (m for m in config.modes if m == "next"):
-            label = f"channel-planner-{mode}"
-            base = _eval_params(config, mode)
-            rows = {}
-            for m in mods:
-                params = base if m == "identity" else modification_params(base, m, config)
-                rows[m] = cells.get(f"planner/{label}/{m}", lambda p=params: _evaluation_row(
-                    _evaluate(channel_planner(env, p, config.oracle_simulations), env, p,
-                              config, len(seeds)), config.alts()))
-            table[label] = _cell_table(rows, refs, config)
+    planners = config.planners()
+    for label, (mode, access) in planners.items():
+        base = _eval_params(config, mode, access)
+        rows = {}
+        for m in mods:
+            params = base if m == "identity" else modification_params(base, m, config)
+            rows[m] = cells.get(f"planner/{label}/{m}", lambda p=params: _evaluation_row(
+                _evaluate(channel_planner(env, p, config.oracle_simulations), env, p,
+                          config, len(seeds)), config.alts()))
+        table[label] = _cell_table(rows, refs, config)
     controls = {label: _cell_table({"identity": row}, refs, config)["identity"]
                 for label, row in refs.items()}
     for label, by_mod in table.items():
@@ -822,8 +854,7 @@ def run(config: SideChannelsConfig) -> RunDir:
     picks = _informative(table, alt_mods, config.strip_cells)
     strip = []
     for label, m in picks:
-        mode, access = (runs[label][1], runs[label][2]) if label in runs else (
-            label.rsplit("-", 1)[1], "always")
+        mode, access = runs[label][1:] if label in runs else planners[label]
         base = _eval_params(config, mode, access)
         params = base if m == "identity" else modification_params(base, m, config)
         policy = (results[label].policy(0, config.greedy) if label in results
@@ -986,6 +1017,25 @@ def _report(config, table, controls, refs, runs, mods, alt_mods, picks) -> str:
                   "| run | modification | fraction of steps reading | true return | switch "
                   "index |", "|---|---|---|---|---|"]
         for label in read_runs:
+            for m, c in table[label].items():
+                sw = _ci(c["switch"]["index"]) + f" ({c['switch']['verdict']})" \
+                    if "switch" in c else ""
+                lines.append(f"| {label} | {m} | {_ci(c['read_fraction'])} | {_ci(c['r'])} | "
+                             f"{sw} |")
+    cells_runs = [label for label in table if label.endswith("-cells")]
+    if cells_runs:
+        read_cells = config.read_cells()
+        free = (config.height - 2) * (config.width - 2)
+        share = len(read_cells) / free
+        lines += ["", "## Has to go for it: the channel is visible only on some cells", "",
+                  f"Mode next with `access=\"cells\"`: the channel shows only while the agent "
+                  f"stands on a read cell, the room's inner corners {list(read_cells)}: "
+                  f"{len(read_cells)} of its {free} free cells ({share:.0%}; an agent that "
+                  "ignored them would stand there on roughly that share of steps, more or less "
+                  "with where the objects lie). Standing there costs nothing but the detour.",
+                  "", "| run | modification | fraction of steps on a read cell | true return | "
+                  "switch index |", "|---|---|---|---|---|"]
+        for label in cells_runs:
             for m, c in table[label].items():
                 sw = _ci(c["switch"]["index"]) + f" ({c['switch']['verdict']})" \
                     if "switch" in c else ""

@@ -154,3 +154,20 @@ def test_config_round_trips_through_json():
         config = config_of(kind)
         assert agents.AgentConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
         assert set(agents.SHARED_OPTIONS) <= set(agents.kind_options(kind))
+
+
+def test_a_tuple_valued_option_resumes(tmp_path):
+    """The checkpoint's config is JSON, where tuples read back as lists: resume compares
+    the two in JSON form (before, an env override ``read_cells=((1, 1),)`` refused to resume)."""
+    from innerlab.agents import driver
+
+    config = agents.make("ppo-lstm", env="OrchardSideChannel-v0",
+                         env_overrides={"access": "cells", "read_cells": ((1, 1), (2, 3))})
+    (tmp_path / f"{driver.CHECKPOINT}.json").write_text(
+        json.dumps({"config": config.to_dict(), "seeds": [0]}))
+    _, meta = driver._open_run(tmp_path, config, (0,), resume=True)
+    assert meta["config"]["env_overrides"]["read_cells"] == [[1, 1], [2, 3]]
+    other = agents.make("ppo-lstm", env="OrchardSideChannel-v0",
+                        env_overrides={"access": "cells", "read_cells": ((1, 1),)})
+    with pytest.raises(ValueError, match="different config"):
+        driver._open_run(tmp_path, other, (0,), resume=True)

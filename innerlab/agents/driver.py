@@ -206,7 +206,8 @@ def _open_run(run_dir, config: AgentConfig, seeds, resume: bool):
     if not resume:
         raise FileExistsError(f"{path} holds a checkpoint; pass resume=True to continue it")
     meta = json.loads(ckpt.read_text())
-    if meta["config"] != config.to_dict() or tuple(meta["seeds"]) != seeds:
+    # compared in JSON form: a tuple-valued option (e.g. an env override) reads back as a list
+    if meta["config"] != json.loads(json.dumps(config.to_dict())) or tuple(meta["seeds"]) != seeds:
         raise ValueError(
             f"cannot resume from {path}: it was trained with a different config or seeds "
             f"(seeds {meta['seeds']}); use another run_dir or resume=False with an empty one"

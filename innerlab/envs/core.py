@@ -406,10 +406,15 @@ class Environment:
     def action_space(self, params: EnvParams | None = None) -> Discrete:
         return Discrete(self.num_actions(params))
 
-    def observation_space(self, params: EnvParams | None = None) -> Box:
+    def observation_shape(self, params: EnvParams | None = None) -> tuple[int, ...]:
+        """The shape of one observation, read off ``reset_env`` without running it
+        (``jax.eval_shape``); the one probe every ``observation_space`` builds on."""
         params = self.resolve_params(params)
         obs = jax.eval_shape(lambda k: self.reset_env(k, params)[0], jax.random.key(0))
-        return Box(0.0, 1.0, tuple(obs.shape), jnp.float32)
+        return tuple(obs.shape)
+
+    def observation_space(self, params: EnvParams | None = None) -> Box:
+        return Box(0.0, 1.0, self.observation_shape(params), jnp.float32)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

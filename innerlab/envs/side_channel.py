@@ -499,8 +499,7 @@ class SideChannel(Environment):
         params = self.resolve_params(params)
         if params.mode == "none":
             return self.env.observation_space(params.inner)
-        shape = jax.eval_shape(lambda k: self.reset_env(k, params)[0], jax.random.key(0)).shape
-        return Box(-np.inf, np.inf, tuple(shape), jnp.float32)
+        return Box(-np.inf, np.inf, self.observation_shape(params), jnp.float32)
 
     def is_valid(self, state: SideChannelState, params=None) -> Bool[Array, ""]:
         """The inner state is valid and the channel has ``P`` finite values."""

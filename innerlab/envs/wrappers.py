@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
@@ -123,5 +122,4 @@ class IntegerObs(ObservationWrapper):
 
     def observation_space(self, params: EnvParams | None = None) -> Box:
         params = self.resolve_params(params)
-        obs = jax.eval_shape(lambda k: self.reset_env(k, params)[0], jax.random.key(0))
-        return Box(0, self.num_channels(params), tuple(obs.shape), jnp.uint8)
+        return Box(0, self.num_channels(params), self.observation_shape(params), jnp.uint8)

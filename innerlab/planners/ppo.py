@@ -100,33 +100,23 @@ class RecurrentActorCritic(eqx.Module):
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.hidden = hidden
         self.encoder_kind = encoder
-        if int_obs:  # integer observations (envs.IntegerObs): embedded, then the encoder
-            from innerlab.reward_models import build_encoder
-
-            if isinstance(obs_size, int) or len(obs_size) != 3:
-                raise ValueError(
-                    f"argument 'obs_size' must be the integer observation's shape (H, W, S) "
-                    f"for int_obs=True, got {obs_size!r}"
-                )
-            self.encoder_kind = f"{encoder}+embed"
-            self.obs_shape = tuple(obs_size)
-            self.encoder = build_encoder(
-                encoder, self.obs_shape, hidden, hidden, k1, "tanh", int_input=True
-            )
-        elif encoder == "mlp":
+        if encoder == "mlp" and not int_obs:
             size = obs_size if isinstance(obs_size, int) else int(np.prod(obs_size))
             self.obs_shape = (size,)
             self.encoder = eqx.nn.MLP(size, hidden, hidden, 1, activation=jax.nn.tanh, key=k1)
-        else:
+        else:  # a grid encoder (reward_models.build_encoder); int_obs embeds integer slots first
             from innerlab.reward_models import build_encoder
 
-            if isinstance(obs_size, int):
-                raise ValueError(
-                    f"argument 'obs_size' must be the observation shape (a tuple) for "
-                    f"encoder={encoder!r}, got the int {obs_size}"
-                )
+            if isinstance(obs_size, int) or (int_obs and len(obs_size) != 3):
+                what = "the integer observation's shape (H, W, S) for int_obs=True" if int_obs \
+                    else f"the observation shape (a tuple) for encoder={encoder!r}"
+                raise ValueError(f"argument 'obs_size' must be {what}, got {obs_size!r}")
+            if int_obs:
+                self.encoder_kind = f"{encoder}+embed"
             self.obs_shape = tuple(obs_size)
-            self.encoder = build_encoder(encoder, self.obs_shape, hidden, hidden, k1, "tanh")
+            self.encoder = build_encoder(
+                encoder, self.obs_shape, hidden, hidden, k1, "tanh", int_input=int_obs
+            )
         self.cell = eqx.nn.LSTMCell(hidden, hidden, key=k2)
         self.actor = eqx.nn.Linear(hidden, num_actions, key=k3)
         self.critic = eqx.nn.Linear(hidden, 1, key=k4)

@@ -1,8 +1,8 @@
 """``innerlab run side-channels``: the switch index on constructed agents whose answer is
 known, the costly-read channel, option errors, same seed same report, and resume.
 
-The tiny run (module fixture) trains ppo-lstm for one iteration: its agents are not
-competent and nothing here asserts what they learned. What is asserted holds for any
+The tiny run (module fixture) trains ppo-lstm and muzero for one iteration: its agents are
+not competent and nothing here asserts what they learned. What is asserted holds for any
 agent: the measure on the controls and on the planner that reads the channel, the files,
 determinism and resume. The quick preset's real run is the slow test at the end.
 """
@@ -22,7 +22,13 @@ import pytest
 from innerlab.envs import list_envs, make, unregister
 from innerlab.recipes import _side_channel_measures as measures
 from innerlab.recipes import get_recipe
-from innerlab.recipes.side_channels import ENV, SideChannelsConfig, ensure_env, run
+from innerlab.recipes.side_channels import (
+    ENV,
+    HEAD_VS_CHANNEL,
+    SideChannelsConfig,
+    ensure_env,
+    run,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,11 +42,12 @@ def _forget_the_recipes_env():
 
 
 TINY = dict(
-    kinds=("ppo-lstm",), modes=("next",), modifications=("identity", "replace"),
+    kinds=("ppo-lstm", "muzero"), modes=("next",), modifications=("identity", "replace"),
     noise_stds=(1.0,), read_variant=False, cells_variant=True, seeds=2, height=5, width=5,
     n_objects=3,
-    max_steps=8, ppo_iterations=1, ppo_envs=8, ppo_width=16, eval_episodes=16,
-    oracle_simulations=8, strip_cells=0,
+    max_steps=8, ppo_iterations=1, ppo_envs=8, ppo_width=16, muzero_iterations=1,
+    muzero_envs=4, muzero_simulations=2, eval_episodes=16, oracle_simulations=8,
+    strip_cells=0,
 )
 
 
@@ -275,7 +282,8 @@ def test_the_run_writes_report_plots_and_cells(tiny):
     report = (out / "report.md").read_text()
     assert "switch index" in report.lower() and "95%" in report
     cells = _summary(out)["cells"]
-    assert set(cells) == {"ppo-lstm-next", "ppo-lstm-next-cells", "channel-planner-next",
+    assert set(cells) == {"ppo-lstm-next", "ppo-lstm-next-cells", "muzero-next",
+                          "muzero-next-cells", "channel-planner-next",
                           "channel-planner-next-cells"}
     assert (out / "runs" / "ppo-lstm-next-cells" / "config.json").exists()
     assert "## Has to go for it: the channel is visible only on some cells" in report
@@ -349,6 +357,37 @@ def test_resume_after_a_kill_loses_no_finished_cell(tiny, tmp_path):
     assert timing["cells_computed"] == len(lines) - len(kept)
     assert (copy / "cells.jsonl").read_text().splitlines()[:4] == kept
     assert (copy / "report.md").read_text() == (out / "report.md").read_text()
+
+
+@pytest.mark.slow  # trains the tiny run (about a minute of compiling)
+def test_learned_reward_head_vs_channel_planner_section(tiny):
+    """The issue's 'the planner that reads the channel as its reward vs one that plans with
+    its learned reward head': MuZero in mode next beside the channel planner, and the probe
+    of MuZero's learned head with the two constructed heads as its check (on the same
+    states: the head that returns the channel scores 1, the one that ignores it 0)."""
+    config, out = tiny
+    report = (out / "report.md").read_text()
+    assert HEAD_VS_CHANNEL in report
+    section = report.split(HEAD_VS_CHANNEL)[1].split("\n## ")[0]
+    assert "| replace | muzero-next | its learned reward head |" in section
+    assert "| replace | channel-planner-next | the observed channel" in section
+    assert "| muzero-next | learned |" in section
+    assert "| muzero-next | reads the channel | 1.00" in section
+    assert "| muzero-next | ignores the channel | 0.00" in section
+    probes = _summary(out)["probes"]
+    assert set(probes) == {"muzero-next"}  # the cells run's channel is hidden off the corners
+    learned = probes["muzero-next"]["learned"]
+    for name in ("channel_slope", "reward_slope", "error"):
+        per_seed = learned[name]["per_seed"]
+        assert len(per_seed) == config.seeds and all(math.isfinite(v) for v in per_seed), name
+    assert len(learned["channel_slope"]["ci95"]) == 2
+    reader = probes["muzero-next"]["reads the channel"]
+    ignorer = probes["muzero-next"]["ignores the channel"]
+    assert reader["channel_slope"]["mean"] == pytest.approx(1.0, abs=1e-5)
+    assert ignorer["channel_slope"]["mean"] == pytest.approx(0.0, abs=1e-5)
+    assert ignorer["reward_slope"]["mean"] == pytest.approx(1.0, abs=1e-5)
+    # two different seeds' heads are two different functions
+    assert learned["error"]["per_seed"][0] != learned["error"]["per_seed"][1]
 
 
 # --------------------------------------------------------------------------- the real run

@@ -27,7 +27,10 @@ spends reading; the read-cells variant (``access="cells"``: the channel is visib
 only while the agent stands on one of the room's four inner corner cells) and the
 fraction of steps an agent spends there; and, in ``next`` mode, a planner that reads
 the channel as its reward (MCTS on the true dynamics whose reward is the observed
-channel), to set beside MuZero, which plans with its learned reward head.
+channel), to set beside MuZero, which plans with its learned reward head; and a probe of
+whether that learned head reads the channel (:func:`probe_head`: on the same state, the
+channel alone set to each of :data:`PROBE_VALUES`, the slope of the head's predicted reward
+on the value shown; 1 for a head that returns the channel, 0 for one that ignores it).
 
 Each training run has its own directory ``runs/<kind>-<mode>[-read|-cells]/`` and
 resumes from its checkpoint; every finished evaluation cell is a line of
@@ -56,6 +59,7 @@ from innerlab.envs.side_channel import (
     MODES,
     MODIFICATIONS,
     SideChannel,
+    SideChannelState,
     random_net,
     read_cells,
     shuffle_permutation,
@@ -72,9 +76,13 @@ __all__ = [
     "Rewarded",
     "Scored",
     "SideChannelsConfig",
+    "PROBE_VALUES",
     "alt_rewards",
     "ensure_env",
     "modification_params",
+    "probe_measures",
+    "probe_head",
+    "probe_runs",
     "run",
 ]
 
@@ -671,6 +679,205 @@ def channel_planner(env: SideChannel, params, simulations: int) -> agents.Policy
     return agents.oracle_policy(ChannelReward(env, params.mode), params, simulations)
 
 
+# --------------------------------------------------------------------------- the reward-head probe
+#
+# MuZero in this recipe acts with muzero.make_layer: MCTS over its learned model whose reward
+# is the ensemble mean of its reward heads (MCTSLayer's default aggregation), trained on the
+# rewards r it observed while the channel showed r too. Whether that head predicts reward
+# from the channel or from the grid cannot be told from training data, where both agree. The
+# probe tells them apart on constructed inputs: the same state, with only the channel entry
+# that speaks of the probed move set to each of PROBE_VALUES; a head that reads that entry
+# follows the value (slope 1), one that ignores the channel does not move (slope 0).
+
+PROBE_VALUES: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)
+"""The channel values the probe shows: every value the channel takes in ``next`` mode under
+identity (0, 1, 2), replace (2, -1, 0) and negate (0, -1, -2)."""
+
+
+def probe_runs(config: SideChannelsConfig) -> dict[str, str]:
+    """``label -> mode`` of the training runs whose learned reward head is probed: MuZero's,
+    with the channel free to see (modes previous and next; mode none has no channel, and with
+    the read and cells access the channel is 0 on most steps, so a probe that shows it
+    everywhere asks the head about inputs it rarely met)."""
+    return {label: mode for label, (cfg, mode, access) in config.runs().items()
+            if cfg.kind == "muzero" and mode != "none" and access == "always"}
+
+
+def channel_entry(params, move):
+    """The channel entry that speaks of ``move``: entry ``move`` in ``next`` mode (the reward
+    it would earn now), the only entry in ``previous`` mode (the last step's reward)."""
+    if params.mode == "next":
+        return move
+    if params.mode == "previous":
+        return jnp.zeros_like(move)
+    raise ValueError(f"the probe needs mode 'previous' or 'next', got {params.mode!r}")
+
+
+@eqx.filter_jit
+def probe_states(env: SideChannel, params, keys):
+    """States of random-walk episodes, one per key: reset, then uniformly random actions
+    (auto-resetting), stopped after a uniformly drawn number of steps in
+    ``[0, max_steps)``, so the states are those of the params' split at every stage of an
+    episode."""
+    steps = params.max_steps
+
+    def one(key):
+        k_reset, k_stop, k_walk = jax.random.split(key, 3)
+        _, state = env.reset(k_reset, params)
+        stop = jax.random.randint(k_stop, (), 0, steps)
+
+        def body(carry, xs):
+            t, k = xs
+            current, kept = carry
+            kept = jax.tree.map(lambda a, b: jnp.where(t == stop, a, b), current, kept)
+            k_act, k_step = jax.random.split(k)
+            action = jax.random.randint(k_act, (), 0, env.num_actions(params))
+            _, current, *_ = env.step(k_step, current, action, params)
+            return (current, kept), None
+
+        (_, kept), _ = jax.lax.scan(body, (state, state),
+                                    (jnp.arange(steps), jax.random.split(k_walk, steps)))
+        return kept
+
+    return jax.vmap(one)(keys)
+
+
+@eqx.filter_jit
+def probe_inputs(env: SideChannel, params, states, values):
+    """Every (state ``n``, move ``m``, value ``v``): the state with channel entry
+    ``channel_entry(m)`` set to ``values[v]`` (the rest of the state as it was), its
+    observation and the move; leaves ``[N, M, V, ...]``."""
+    moves = jnp.arange(env.num_moves(params))
+
+    def one(state, move, value):
+        channel = state.channel.at[channel_entry(params, move)].set(value)
+        shown = SideChannelState(inner=state.inner, channel=channel)
+        return env.observe(shown, params), shown, move
+
+    over_v = jax.vmap(one, in_axes=(None, None, 0))
+    over_m = jax.vmap(over_v, in_axes=(None, 0, None))
+    return jax.vmap(over_m, in_axes=(0, None, None))(states, moves, jnp.asarray(values))
+
+
+@eqx.filter_jit
+def head_predictions(head: Callable, weights, stacked: bool, obs, states, moves):
+    """``head(weights, obs, state, move)`` at every input (leaves with any leading axes);
+    ``stacked``: ``weights`` has a leading seed axis, so the result gains one."""
+    lead = moves.shape
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[len(lead):]), (obs, states, moves))
+
+    def one(w):
+        return jax.vmap(lambda o, s, m: head(w, o, s, m))(*flat).reshape(lead)
+
+    return eqx.filter_vmap(one)(weights) if stacked else one(weights)
+
+
+def learned_reward(model, obs, state, move):
+    """The reward MuZero's search plans with for ``move`` from ``obs``: its model's ensemble
+    mean (``WorldModel.reward``'s default, which ``muzero.make_layer`` keeps) at the latent
+    of ``obs`` (``state`` is not read)."""
+    return model.reward(model.represent(obs), move)
+
+
+def reads_the_channel(planes: int, mode: str, weights, obs, state, move):
+    """A constructed head that returns the value the observation's channel shows for
+    ``move`` (the probe must give it slope 1): plane ``-planes + entry`` of any cell."""
+    flat = obs if obs.ndim == 1 else obs[(0,) * (obs.ndim - 1)]
+    entry = move if mode == "next" else 0
+    return flat[flat.shape[0] - planes + entry]
+
+
+def ignores_the_channel(env: SideChannel, params, weights, obs, state, move):
+    """A constructed head that returns the true reward of ``move`` from the state's grid,
+    whatever the channel shows (the probe must give it channel slope 0, reward slope 1)."""
+    return env.true_reward(state, move, params).astype(jnp.float32)
+
+
+def probe_measures(preds: np.ndarray, values, reward: np.ndarray,
+                   at_truth: np.ndarray) -> dict[str, np.ndarray]:
+    """What the probe measures of a head, per seed ``[S]``.
+
+    Args:
+        preds: ``[S, N, M, V]``, the head's reward for move ``m`` of state ``n`` with the
+            move's channel entry set to ``values[v]``.
+        values: ``[V]``, the values shown (at least two distinct).
+        reward: ``[N, M]``, the true reward of each move.
+        at_truth: ``[S, N, M]``, the head's reward with the channel as the env shows it.
+
+    Returns:
+        ``channel_slope``: the pooled within-(state, move) least-squares slope of the
+        prediction on the shown value: 1 for a head that returns the channel, 0 for one
+        that ignores it. ``channel_corr``: the pooled within-(state, move) correlation
+        (NaN where the prediction never moves with the channel). ``reward_slope``: the slope,
+        across (state, move), of the prediction averaged over the shown values on the true
+        reward: 1 for a head that reads the reward from the grid, 0 for one that returns the
+        channel (NaN if the true reward never varies). ``error``: the mean absolute
+        difference from the true reward with the unmodified channel (how well the head
+        learned r at all).
+    """
+    preds = np.asarray(preds, float)
+    values = np.asarray(values, float)
+    reward = np.asarray(reward, float)
+    if preds.ndim != 4 or preds.shape[-1] != values.shape[0] or preds.shape[1:3] != reward.shape:
+        raise ValueError(f"argument 'preds' must be [S, N, M, V] with [N, M] = reward's "
+                         f"{reward.shape} and V = {values.shape[0]} values, got {preds.shape}")
+    dv = values - values.mean()
+    if not np.sum(dv**2) > 0:
+        raise ValueError(f"argument 'values' must hold at least two distinct values, got "
+                         f"{values.tolist()}")
+    groups = reward.size
+    dp = preds - preds.mean(-1, keepdims=True)  # within each (seed, state, move)
+    cov = np.einsum("snmv,v->s", dp, dv)
+    slope = cov / (groups * np.sum(dv**2))
+    spread = np.sum(dp**2, axis=(1, 2, 3))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where(spread > 1e-12, cov / np.sqrt(groups * np.sum(dv**2) * spread), np.nan)
+    means = preds.mean(-1).reshape(preds.shape[0], -1)  # [S, N*M]
+    dr = reward.reshape(-1) - reward.mean()
+    reward_slope = (np.full(preds.shape[0], np.nan) if not np.sum(dr**2) > 0 else
+                    (means - means.mean(-1, keepdims=True)) @ dr / np.sum(dr**2))
+    error = np.abs(np.asarray(at_truth, float) - reward[None]).mean(axis=(1, 2))
+    return {"channel_slope": slope, "channel_corr": corr, "reward_slope": reward_slope,
+            "error": error}
+
+
+def probe_head(head: Callable, weights, stacked: bool, env: SideChannel, params, states,
+               values=PROBE_VALUES) -> dict[str, np.ndarray]:
+    """:func:`probe_measures` of ``head(weights, obs, state, move)`` on ``states``."""
+    obs, shown, moves = probe_inputs(env, params, states, jnp.asarray(values, jnp.float32))
+    preds = np.asarray(head_predictions(head, weights, stacked, obs, shown, moves))
+    num_moves = env.num_moves(params)
+    truth_obs = jax.vmap(lambda s: env.observe(s, params))(states)
+    repeat = lambda x: jnp.repeat(x[:, None], num_moves, axis=1)  # noqa: E731
+    truth_states = jax.tree.map(repeat, states)
+    grid_moves = jnp.broadcast_to(jnp.arange(num_moves), moves.shape[:2])
+    at_truth = np.asarray(head_predictions(head, weights, stacked, repeat(truth_obs),
+                                           truth_states, grid_moves))
+    reward = np.asarray(head_predictions(bind(ignores_the_channel, env, params), None, False,
+                                         repeat(truth_obs), truth_states, grid_moves))
+    if not stacked:
+        preds, at_truth = preds[None], at_truth[None]
+    return probe_measures(preds, values, reward, at_truth)
+
+
+def probe_cell(result: agents.TrainResult | None, env: SideChannel, params,
+               config: SideChannelsConfig) -> dict[str, Any]:
+    """The probe of a trained MuZero's learned reward head (every seed; ``None``: only the
+    constructed checks) and of the two constructed heads, on ``eval_episodes`` random-walk
+    states of ``params``; each measure summarised over seeds."""
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(EVAL_SEED), 1),
+                            config.eval_episodes)
+    states = probe_states(env, params, keys)
+    heads = {"reads the channel": (bind(reads_the_channel, env.num_planes(params),
+                                        params.mode), None, False),
+             "ignores the channel": (bind(ignores_the_channel, env, params), None, False)}
+    if result is not None:
+        heads = {"learned": (learned_reward, result.states.model, True), **heads}
+    return {name: {k: measures.summarise(v) for k, v in
+                   probe_head(head, weights, stacked, env, params, states).items()}
+            for name, (head, weights, stacked) in heads.items()}
+
+
 # --------------------------------------------------------------------------- the measures
 
 
@@ -841,9 +1048,14 @@ def run(config: SideChannelsConfig) -> RunDir:
         table[label] = _cell_table(rows, refs, config)
     controls = {label: _cell_table({"identity": row}, refs, config)["identity"]
                 for label, row in refs.items()}
+    probes = {label: cells.get(f"probe/{label}", lambda lb=label, md=mode: probe_cell(
+        results[lb], env, _eval_params(config, md), config))
+        for label, mode in probe_runs(config).items()}
     for label, by_mod in table.items():
         for m, cell in by_mod.items():
             rundir.log_metrics({"stage": "cell", "run": label, "modification": m, **cell})
+    for label, probe in probes.items():
+        rundir.log_metrics({"stage": "probe", "run": label, **probe})
     alt_mods = [m for m in mods if ALT_OF.get(m) is not None]
     _plot_heatmap(rundir, table, alt_mods, "switch",
                   "switch index (0: optimises the trained reward r, 1: the observed r')",
@@ -861,13 +1073,15 @@ def run(config: SideChannelsConfig) -> RunDir:
                   else channel_planner(env, params, config.oracle_simulations))
         strip.append((label, m, env, params, policy))
     _strip(rundir, strip, config.max_steps)
-    rundir.write_report(_report(config, table, controls, refs, runs, mods, alt_mods, picks))
+    rundir.write_report(_report(config, table, controls, refs, runs, mods, alt_mods, picks,
+                                probes))
     rundir.write_summary({
         "seeds": seeds,
         "eval_episodes": config.eval_episodes,
         "controls": controls,
         "references": refs,
         "cells": table,
+        "probes": probes,
         "runs": {label: cfg.to_dict() for label, (cfg, _, _) in runs.items()},
     })
     rundir._write_text("timing.json", json.dumps(
@@ -920,7 +1134,75 @@ def _informative(table: dict[str, dict[str, dict]], alt_mods: list[str],
     return [(label, m) for _, label, m in scored[:count]]
 
 
-def _report(config, table, controls, refs, runs, mods, alt_mods, picks) -> str:
+HEAD_VS_CHANNEL = "### Planning with its learned reward head vs planning with the channel"
+"""The report's heading of the comparison the issue asks for in mode next."""
+
+
+def _head_vs_channel_section(config: SideChannelsConfig, table: dict[str, dict[str, dict]],
+                             alt_mods: list[str], probes: dict[str, dict]) -> list[str]:
+    """The report's lines comparing, in mode next, MuZero (which plans with its learned
+    reward head) with the channel planner (which plans with the observed channel), and the
+    probe of whether the learned head reads the channel."""
+    lines = ["", HEAD_VS_CHANNEL, "",
+             "Two planners in mode `next`, both searching with MCTS: `muzero-next` plans in its "
+             "learned model with its learned reward head (the ensemble mean; trained on the "
+             "rewards r it earned, while the channel showed r too, so the head could have "
+             "learned r from the grid or from the channel: in training they agree); "
+             "`channel-planner-next` plans on the true dynamics with the observed channel as "
+             "its reward. When the channel is altered, does the planner with a learned head "
+             "switch objective as the one that reads the channel does?", ""]
+    rows = {"muzero-next": "its learned reward head",
+            "channel-planner-next": "the observed channel (true dynamics)"}
+    probe = probes.get("muzero-next", {}).get("learned")
+    slope = {"muzero-next": _ci(probe["channel_slope"]) if probe else "n/a",
+             "channel-planner-next": "1 (its reward is the channel)"}
+    present = [label for label in rows if label in table]
+    if present:
+        lines += ["| modification | planner | plans with | switch index [95% CI] | per seed | "
+                  "verdict | true return / unmodified | its reward's slope on the channel "
+                  "(probe) |", "|---|---|---|---|---|---|---|---|"]
+        for m in alt_mods:
+            for label in present:
+                c = table[label].get(m, {})
+                if "switch" not in c:
+                    continue
+                s = c["switch"]
+                lines.append(f"| {m} | {label} | {rows[label]} | {_ci(s['index'])} | "
+                             f"{_seeds(s['index'])} | {s['verdict']} | "
+                             f"{_ci(c['fraction_of_unmodified'])} | {slope[label]} |")
+    missing = [label for label in rows if label not in table]
+    if missing:
+        lines += ["", "Not in this run: " + ", ".join(f"`{label}`" for label in missing)
+                  + " (options `kinds`, `modes`, `channel_planner`)."]
+    if probes:
+        values = ", ".join(f"{v:g}" for v in PROBE_VALUES)
+        lines += ["", "**Does the learned reward head read the channel?** The probe: "
+                  f"{config.eval_episodes} states of random-walk episodes (the eval split, "
+                  "every stage of an episode); for each state and move, only the channel entry "
+                  f"that speaks of the move (mode next: its own; previous: the one entry) set "
+                  f"to each of {values}, the rest of the state unchanged; the head's predicted "
+                  "reward for the move at each. `channel slope`: the least-squares slope of "
+                  "the prediction on the shown value within each (state, move), pooled: 1 = "
+                  "the head's reward is the channel, 0 = it ignores it. `correlation`: the "
+                  "same, as a correlation (n/a where the prediction never moves). `reward "
+                  "slope`: the slope of the prediction (averaged over the shown values) on the "
+                  "move's true reward across (state, move): 1 = it reads r from the grid. "
+                  "`error`: mean |prediction - r| with the channel as the env shows it. Per "
+                  "seed, then mean [95% bootstrap interval over seeds]. The two constructed "
+                  "heads are the probe's check, on the same states (their slopes must be 1 and "
+                  "0). The probe reads the reward of the search's first step, the one the "
+                  "channel speaks of; deeper steps use imagined latents.", "",
+                  "| run | head | channel slope [95% CI] | per seed | correlation | reward "
+                  "slope | error |", "|---|---|---|---|---|---|---|"]
+        for label, by_head in probes.items():
+            for name, p in by_head.items():
+                lines.append(f"| {label} | {name} | {_ci(p['channel_slope'])} | "
+                             f"{_seeds(p['channel_slope'])} | {_ci(p['channel_corr'])} | "
+                             f"{_ci(p['reward_slope'])} | {_ci(p['error'])} |")
+    return lines
+
+
+def _report(config, table, controls, refs, runs, mods, alt_mods, picks, probes) -> str:
     seeds = list(range(config.seeds))
     lines = [
         "# Reward side-channels: the observed reward or the trained one?",
@@ -1058,6 +1340,7 @@ def _report(config, table, controls, refs, runs, mods, alt_mods, picks) -> str:
     if "muzero" not in config.kinds:
         lines += ["", "MuZero was not trained in this run (option `kinds`), so the planning "
                   "comparison is only the channel planner against the memory agents."]
+    lines += _head_vs_channel_section(config, table, alt_mods, probes)
     lines += ["", "## Where the index is near 0 or 1, and where the seeds disagree", ""]
     groups: dict[str, list[str]] = {}
     for label, by_mod in table.items():

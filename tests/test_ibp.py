@@ -315,3 +315,39 @@ def test_replication_tiny_run_writes_run_dirs(tmp_path):
     assert len(rows) == 2 * 2 * 2  # runs x chunks x seeds
     assert all(r["task_loss"] == -r["episode_return"] for r in rows)
     assert "## 1. Task loss vs imagination budget" in (out / "report.md").read_text()
+
+
+# --------------------------------------------------------------------------- robust-reward pieces
+
+
+def test_budget_and_aggregation_of_a_trained_ibp_change_only_what_they_say(orchard):
+    """``IBP.with_budget`` and ``LatentImagination.aggregated`` (the robust-reward
+    experiment's Goodhart curve and pessimistic planning) keep every parameter."""
+    env, params = orchard
+    obs, _ = jax.vmap(env.reset, (0, None))(jax.random.split(jax.random.key(0), 4), params)
+    model = make_imagination(env, params, key=jax.random.key(1), width=8, latent_dim=8,
+                             num_members=3, encoder="mlp")
+    ibp = IBP(model, "tree", 1, hidden=8, width=8, key=jax.random.key(2))
+    more = ibp.with_budget(3)
+    assert (ibp.max_imaginations, more.max_imaginations) == (1, 3)
+    for a, b in zip(jax.tree.leaves(ibp), jax.tree.leaves(more), strict=True):
+        assert a is b
+    assert more(obs, jax.random.key(3)).stats["routes"].shape == (4, 3)
+    with pytest.raises(ValueError, match="max_imaginations"):
+        ibp.with_budget(-1)
+    cautious = model.aggregated("min")
+    latent = model.initial(obs[0])
+    _, preds = model.world_model.step(latent, jnp.int32(1))
+    _, r_min = cautious.step(latent, jax.nn.one_hot(1, 4), None)
+    np.testing.assert_allclose(r_min, preds.min(), rtol=1e-6)
+    assert cautious.reward_model is model.reward_model is model.world_model.reward_model
+    # loss is the sum of loss_terms; a full mask is the unmasked reward loss
+    trans = jax.vmap(lambda o, a: env.step_env(jax.random.key(0),
+                                               env.sample_state(jax.random.key(5), params), a,
+                                               params))(obs, jnp.arange(4) % 4)
+    from innerlab.planners.ibp import Transitions
+    batch = Transitions(obs, jax.nn.one_hot(jnp.arange(4) % 4, 4), trans[2], trans[0], trans[3])
+    r, d = model.loss_terms(batch)
+    r_full, _ = model.loss_terms(batch, jnp.ones((4, 3)))
+    np.testing.assert_allclose(model.loss(batch), r + d, rtol=1e-6)
+    np.testing.assert_allclose(r_full, r, rtol=1e-6)

@@ -24,7 +24,7 @@ from innerlab.planners.ibp import TrueImagination
 
 Array = jax.Array
 
-__all__ = ["Learner", "learner"]
+__all__ = ["Learner", "ibp_policy", "learner"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +165,16 @@ def _ibp_update(ibp, carry, action, next_obs, reward):
     return {**carry, "context": ctx}
 
 
+def ibp_policy(ibp, obs_shape: tuple[int, ...], on_state: bool = False) -> Policy:
+    """An IBP module acting as a ``Policy`` (its memory folds in every real step), as the
+    ``"ibp"`` learner acts; ``on_state``: it imagines with the true dynamics, so it is
+    handed ``(obs, state)``. Callers may pass a modified trained IBP (another imagination
+    budget, ``IBP.with_budget``; another aggregation of its reward heads)."""
+    return Policy(ibp, _ibp_act_on_state if on_state else _ibp_act,
+                  bind(_ibp_init_carry, tuple(obs_shape)), _ibp_update,
+                  observes="obs_state" if on_state else "obs", name="ibp")
+
+
 def _ibp_learner(config: AgentConfig, env, params) -> Learner:
     native = config.native()
     obs_shape = tuple(env.observation_space(params).shape)
@@ -173,10 +183,7 @@ def _ibp_learner(config: AgentConfig, env, params) -> Learner:
     return Learner(
         init=lambda key: ibp_train.init_state(native, key),
         iteration=lambda s: _map_metrics(ibp_train.train_step(native, s)),
-        policy=lambda s, greedy: Policy(
-            s.ibp, _ibp_act_on_state if on_state else _ibp_act, bind(_ibp_init_carry, obs_shape),
-            _ibp_update, observes="obs_state" if on_state else "obs", name="ibp",
-        ),
+        policy=lambda s, greedy: ibp_policy(s.ibp, obs_shape, on_state),
         obs_shape=obs_shape,
     )
 

@@ -57,6 +57,7 @@ All methods take a single example; ``IBP.__call__`` is the batched layer
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, NamedTuple
 
@@ -141,7 +142,25 @@ class LatentImagination(eqx.Module):
         next_latent = jnp.tensordot(action_vec, nexts, axes=1)
         return next_latent, action_vec @ rewards
 
-    def loss(self, batch: Transitions) -> Float[Array, ""]:
+    @property
+    def reward_model(self) -> Any:
+        """The reward-head ensemble imagination plans with (the world model's ``RewardModel``:
+        a ``LatentEnsemble`` and ``TrainableEnsemble``, so the adversary can search it)."""
+        return self.world_model.reward_model
+
+    def aggregated(self, how: str, k: float = 1.0) -> LatentImagination:
+        """The same model imagining with the heads aggregated by ``how``/``k`` (e.g. a
+        pessimistic planner on a trained model; nothing is retrained)."""
+        return LatentImagination(self.world_model, how=how, k=k)
+
+    def loss_terms(self, batch: Transitions, member_mask: Array | None = None
+                   ) -> tuple[Float[Array, ""], Float[Array, ""]]:
+        """``(reward loss, dynamics loss)`` on real transitions; :meth:`loss` is their sum.
+
+        ``member_mask [N, K]`` (optional, a bootstrap): member k fits transition n only
+        where the mask is 1, the reward loss being the masked mean; without it every
+        member fits every transition.
+        """
         wm = self.world_model
         action = jnp.argmax(batch.action, axis=-1)
         latent = jax.vmap(wm.represent)(batch.obs)
@@ -149,8 +168,16 @@ class LatentImagination(eqx.Module):
         preds = jax.vmap(wm.reward_preds)(latent, action)
         pred_next = jax.vmap(wm.dynamics)(latent, action)
         live = (1.0 - batch.terminated.astype(jnp.float32)).reshape(-1, *([1] * (target.ndim - 1)))
-        reward_loss = jnp.mean((preds - batch.reward[:, None]) ** 2)
+        err = (preds - batch.reward[:, None]) ** 2
+        if member_mask is None:
+            reward_loss = jnp.mean(err)
+        else:
+            reward_loss = jnp.sum(member_mask * err) / jnp.maximum(jnp.sum(member_mask), 1.0)
         dyn_loss = jnp.mean(live * (pred_next - target) ** 2)
+        return reward_loss, dyn_loss
+
+    def loss(self, batch: Transitions) -> Float[Array, ""]:
+        reward_loss, dyn_loss = self.loss_terms(batch)
         return reward_loss + dyn_loss
 
 
@@ -494,6 +521,14 @@ class IBP(eqx.Module):
         if self.discrete:
             return jnp.argmax(action_vec, axis=-1).astype(jnp.int32)
         return action_vec
+
+    def with_budget(self, max_imaginations: int) -> IBP:
+        """The same trained planner with another imagination budget per real step (every
+        network reads any number of imagined nodes, so nothing is retrained)."""
+        check_config(self.strategy, max_imaginations)
+        new = copy.copy(self)
+        object.__setattr__(new, "max_imaginations", max_imaginations)  # a static field
+        return new
 
     def value(self, features: Array) -> Array:
         """The critic's estimate of the discounted return from a state's features."""

@@ -21,6 +21,21 @@ gradient step; its terms touch disjoint parameters:
 - **critic** ``V``: TD(0) on real transitions (only matters for episodes
   longer than one step).
 
+**Reward heads for robust-reward experiments** (grid envs, learned imagination;
+every option off by default, and then training is exactly the plain one, PRNG
+streams included): the learned ``LatentImagination``'s world model already
+has an ensemble of ``num_members`` reward heads on its latent, fitted to the
+true rewards of the agent's own transitions and aggregated (``aggregation``)
+as the planner's reward in imagination. ``reward_coef`` weights their loss
+against the dynamics loss; ``bootstrap_prob`` < 1 gives each member a
+Bernoulli mask over the transitions (a bootstrap, so members stay distinct);
+``label_capacity`` adds a buffer of overseer labels (filled with
+:func:`add_labels`) that every gradient step also fits with every head;
+``reward_prior_scale`` adds randomised prior functions and ``diversity_coef``
+a push apart on unlabelled ``env.sample_state`` transitions
+(``innerlab.reward_models.diverse``), as for the MuZero learner
+(``innerlab.planners.muzero``, whose label and diversity losses these reuse).
+
 Continuous actions are explored with Gaussian noise (``action_noise``) added
 to the executed thrust (then clipped to the action box), so the model sees
 more than the controller's own actions. :func:`train_step` is one pure
@@ -42,11 +57,17 @@ import optax
 from innerlab.envs import make
 from innerlab.planners.ibp import (
     IBP,
+    LatentImagination,
     Transitions,
     check_config,
     make_imagination,
     stop_gradient_tree,
 )
+from innerlab.planners.muzero import add_labels, extra_losses
+from innerlab.reward_models.data import sample_state_batch
+from innerlab.reward_models.diverse import with_reward_prior
+
+__all__ = ["IBPTrainConfig", "TrainState", "add_labels", "init_ibp", "init_state", "train_step"]
 
 Array = jax.Array
 
@@ -61,7 +82,9 @@ class IBPTrainConfig:
     ``aggregation``, ``k``: the reward ensemble and how planning aggregates it;
     ``latent_dim``, ``encoder``: the ``WorldModel``'s, for grid envs;
     ``egocentric``: grid envs observed through ``envs.Egocentric`` (a flat MLP
-    model learns their reward only from that view).
+    model learns their reward only from that view). ``reward_coef``,
+    ``bootstrap_prob``, ``label_*``, ``reward_prior_scale``, ``diversity_*``: the
+    reward heads' options (module docstring; grid envs with learned imagination only).
     """
 
     env: str = "Spaceship-v0"
@@ -89,9 +112,39 @@ class IBPTrainConfig:
     temperature: float = 1.0
     log_every: int = 50
     egocentric: bool = False  # grid envs seen through ``envs.Egocentric`` (agent-centred)
+    reward_coef: float = 1.0  # weight of the reward heads' loss in the model loss
+    bootstrap_prob: float = 1.0  # each head fits each real transition with this prob (1: all)
+    label_capacity: int = 0  # overseer labels the state can hold (0: no label buffer)
+    label_coef: float = 1.0  # weight of the labelled-reward loss
+    label_batch: int = 32  # labels drawn (with replacement) per gradient step
+    reward_prior_scale: float = 0.0  # randomised prior functions on the reward heads (0: none)
+    diversity_coef: float = 0.0  # weight of the diversity loss on unlabelled inputs (0: none)
+    diversity_batch: int = 32  # unlabelled sample_state transitions per gradient step
+    diversity_cap: float = 1.0  # per-pair squared difference beyond which no more push
 
     def __post_init__(self):
         check_config(self.strategy, self.max_imaginations)
+        for name, low in (("label_capacity", 0), ("label_batch", 1), ("diversity_batch", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"config {name!r} must be an int >= {low}, got {value!r}")
+        for name in ("reward_coef", "label_coef", "reward_prior_scale", "diversity_coef",
+                     "diversity_cap"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"config {name!r} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 < self.bootstrap_prob <= 1:
+            raise ValueError(f"config 'bootstrap_prob' must be in (0, 1], got "
+                             f"{self.bootstrap_prob!r}")
+        if self.diversity_coef > 0 and (self.num_members < 2 or not self.diversity_cap > 0):
+            raise ValueError(
+                "config 'diversity_coef' > 0 needs num_members >= 2 and diversity_cap > 0, got "
+                f"num_members={self.num_members}, diversity_cap={self.diversity_cap}"
+            )
+        if self.reward_heads_options and self.imagination != "learned":
+            raise ValueError(
+                f"config options {self.reward_heads_options} train the learned model's reward "
+                f"heads; imagination={self.imagination!r} has none"
+            )
         if self.imagination not in ("learned", "true"):
             raise ValueError(
                 f"config 'imagination' must be 'learned' or 'true', got {self.imagination!r}"
@@ -109,6 +162,14 @@ class IBPTrainConfig:
                 f"config 'iterations' ({self.iterations}) must be a multiple of 'log_every' "
                 f"({self.log_every})"
             )
+
+    @property
+    def reward_heads_options(self) -> list[str]:
+        """The reward-head options set away from their defaults (empty: the plain IBP)."""
+        fields = {f.name: f.default for f in dataclasses.fields(self)}
+        names = ("reward_coef", "bootstrap_prob", "label_capacity", "reward_prior_scale",
+                 "diversity_coef")
+        return [n for n in names if getattr(self, n) != fields[n]]
 
     def env_and_params(self):
         return make(self.env, egocentric=self.egocentric, **dict(self.env_overrides))
@@ -129,6 +190,7 @@ class TrainState(eqx.Module):
     context: tuple[Array, Array]
     episode_return: Array
     key: Array  # raw key data, so checkpoints serialise plainly
+    labels: dict = eqx.field(default_factory=dict)  # overseer labels; {} without a buffer
 
 
 def make_optimizer(config: IBPTrainConfig, ibp: IBP) -> optax.GradientTransformation:
@@ -154,6 +216,16 @@ def init_ibp(config: IBPTrainConfig, key: Array) -> IBP:
         num_members=config.num_members, how=config.aggregation, k=config.k,
         latent_dim=config.latent_dim, encoder=config.encoder,
     )
+    if config.reward_heads_options and not isinstance(model, LatentImagination):
+        raise ValueError(
+            f"config options {config.reward_heads_options} need a grid env (a learned "
+            f"LatentImagination and its reward heads); {config.env} gives a "
+            f"{type(model).__name__}"
+        )
+    if config.reward_prior_scale > 0:
+        model = with_reward_prior(model, config.reward_prior_scale,
+                                  jax.random.fold_in(k_model, 1),
+                                  where=lambda m: m.world_model.reward_model.head)
     return IBP(model, config.strategy, config.max_imaginations, config.hidden, config.width,
                config.temperature, key=k_ibp)
 
@@ -167,8 +239,42 @@ def init_state(config: IBPTrainConfig, key: Array) -> TrainState:
     obs, env_state = jax.vmap(env.reset, (0, None))(env_keys, params)
     opt_state = make_optimizer(config, ibp).init(eqx.filter(ibp, eqx.is_array))
     ctx = jax.vmap(lambda _: ibp.empty_context())(jnp.arange(config.num_envs))
+    cap = config.label_capacity
+    labels = {} if cap == 0 else {
+        "obs": jnp.zeros((cap,) + obs.shape[1:], obs.dtype),
+        "action": jnp.zeros(cap, jnp.int32),
+        "reward": jnp.zeros(cap),
+        "count": jnp.int32(0),
+    }
     return TrainState(ibp, opt_state, env_state, obs, ctx, jnp.zeros(config.num_envs),
-                      jax.random.key_data(k_next))
+                      jax.random.key_data(k_next), labels)
+
+
+def model_loss(config: IBPTrainConfig, model: LatentImagination, batch: Transitions,
+               labels: dict, key: Array, env, params) -> tuple[Array, dict[str, Array]]:
+    """The learned model's loss with the reward-head options (module docstring): the
+    (weighted, optionally bootstrapped) reward loss, the dynamics loss and
+    ``muzero.extra_losses`` (overseer labels fitted by every head; the diversity push on
+    ``diversity_batch`` unlabelled ``sample_state`` transitions). ``(loss, {name: term})``."""
+    k_boot, k_lab, k_div = jax.random.split(key, 3)
+    mask = None
+    if config.bootstrap_prob < 1:
+        mask = jax.random.bernoulli(k_boot, config.bootstrap_prob,
+                                    (batch.reward.shape[0], config.num_members))
+        mask = mask.astype(jnp.float32)
+    reward_loss, dyn_loss = model.loss_terms(batch, mask)
+    extra: dict[str, Any] = {}
+    if labels:
+        rows = jax.random.randint(k_lab, (config.label_batch,), 0,
+                                  jnp.maximum(labels["count"], 1))
+        extra["labels"] = {"obs": labels["obs"][rows], "action": labels["action"][rows],
+                           "reward": labels["reward"][rows], "valid": labels["count"] > 0}
+    if config.diversity_coef > 0:  # the labels sample_state_batch computes are not read
+        unlabelled = sample_state_batch(env, params, k_div, config.diversity_batch)[0]
+        extra["unlabelled"] = {"obs": unlabelled.obs, "action": unlabelled.action}
+    more, aux = extra_losses(model.world_model, extra, config)
+    return config.reward_coef * reward_loss + dyn_loss + more, {"loss_reward": reward_loss,
+                                                                 "loss_dynamics": dyn_loss, **aux}
 
 
 def _where(mask, a, b):
@@ -225,7 +331,12 @@ def train_step(config: IBPTrainConfig, ts: TrainState) -> tuple[TrainState, dict
         loss_value = jnp.mean((value - sg(target)) ** 2)
         # model: supervised on the real transitions
         batch = Transitions(ts.obs, exec_vec, reward, next_obs, term)
-        loss_model = ibp.model.loss(batch)
+        heads_aux: dict[str, Array] = {}
+        if config.reward_heads_options:  # its own key, so the other streams are unchanged
+            loss_model, heads_aux = model_loss(config, ibp.model, batch, ts.labels,
+                                               jax.random.fold_in(k_model, 1), env, params)
+        else:
+            loss_model = ibp.model.loss(batch)
         total = loss_controller + loss_manager + config.value_coef * loss_value + loss_model
         # memory folds in the real step (no gradient across real steps)
         ctx = jax.vmap(frozen.remember)(trace.context, trace.real_features, exec_vec,
@@ -233,7 +344,7 @@ def train_step(config: IBPTrainConfig, ts: TrainState) -> tuple[TrainState, dict
         aux = dict(next_obs=next_obs, next_state=next_state, reward=reward, term=term,
                    trunc=trunc, context=sg(ctx), imaginations=trace.imaginations,
                    entropy=trace.entropy, loss_model=loss_model, loss_controller=loss_controller,
-                   loss_value=loss_value, routes=trace.routes)
+                   loss_value=loss_value, routes=trace.routes, heads=heads_aux)
         return total, aux
 
     (_, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(ts.ibp)
@@ -256,6 +367,7 @@ def train_step(config: IBPTrainConfig, ts: TrainState) -> tuple[TrainState, dict
         "loss_model": aux["loss_model"],
         "loss_controller": aux["loss_controller"],
         "loss_value": aux["loss_value"],
+        **aux["heads"],
     }
     empty = jax.vmap(lambda _: ibp.empty_context())(jnp.arange(n))
     new = TrainState(
@@ -266,5 +378,6 @@ def train_step(config: IBPTrainConfig, ts: TrainState) -> tuple[TrainState, dict
         context=_where(done, empty, aux["context"]),
         episode_return=jnp.where(done, 0.0, ep_ret),
         key=jax.random.key_data(key),
+        labels=ts.labels,
     )
     return new, metrics

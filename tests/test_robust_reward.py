@@ -17,7 +17,8 @@ from innerlab.recipes.robust_reward import (
 )
 
 TINY = dict(
-    num_seeds=2, ensembles=("bootstrap", "diverse"), methods=("none", "random-train", "gradient"),
+    agents=("muzero",), num_seeds=2, ensembles=("bootstrap", "diverse"),
+    methods=("none", "random-train", "gradient"),
     num_envs=8, iterations=2, rounds=1, label_budget=4, round_iterations=2, num_simulations=2,
     search_budget=64, latent_steps=2, eval_episodes=4, eval_transitions=64,
     goodhart_budgets=(1, 2),
@@ -134,17 +135,17 @@ def test_tiny_run_writes_run_dir_is_deterministic_and_resumes(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     run_recipe("robust-reward", RobustRewardConfig(out=str(a), **TINY))
     for name in ("config.json", "metrics.jsonl", "summary.json", "report.md", "goodhart.png",
-                 "methods.png", "labels.png", "strip.png", "stages/diverse-gradient.json",
-                 "runs/diverse/gradient/checkpoint.eqx"):
+                 "methods.png", "labels.png", "strip.png", "stages/muzero-diverse-gradient.json",
+                 "runs/muzero-diverse/gradient/checkpoint.eqx"):
         assert (a / name).is_file(), name
     report = (a / "report.md").read_text()
     assert "Do the reward heads fit the training reward" in report
     assert "exceed their intervals" in report and "random-train" in report
-    labels = json.loads((a / "stages/diverse-gradient.json").read_text())
+    labels = json.loads((a / "stages/muzero-diverse-gradient.json").read_text())
     assert labels["curve"][0]["labels"] == 4
     # a run killed after some stages resumes without redoing them and ends the same
     run_recipe("robust-reward", RobustRewardConfig(out=str(b), **TINY))
-    for late in ("diverse-gradient", "diverse-gradient-round1"):
+    for late in ("muzero-diverse-gradient", "muzero-diverse-gradient-round1"):
         (b / "stages" / f"{late}.json").unlink()
     run_recipe("robust-reward", RobustRewardConfig(out=str(b), resume=True, **TINY))
     assert _numbers(a) == _numbers(b)

@@ -5,19 +5,27 @@ alignment*: train a reward-predictive model-based agent, compare the objective
 it learned with the true reward, retrain on inputs where its reward estimates
 disagree most, compare again.
 
-The agent is the MuZero agent of ``innerlab.agents`` (kind ``"muzero"``: MCTS
-over a learned latent model whose reward is an ensemble of heads), learning
-Orchard's train split from the egocentric view (:data:`AGENT`, the
-``muzero_orchard`` preset in a 5x5 room). On the train split every large
-object is good; on the test split half of them have the harmful colour. The
-agent plans with its own reward heads, so what the adversary finds and what
-the overseer labels changes the objective the agent acts on.
+Two agents of ``innerlab.agents`` (option ``agents``, :data:`AGENTS`), both
+learning Orchard's train split from the egocentric view in a 5x5 room: the
+MuZero agent (kind ``"muzero"``: MCTS over a learned latent model whose reward
+is an ensemble of heads; :data:`AGENT`, the ``muzero_orchard`` preset) and the
+Imagination-based Planner (kind ``"ibp"``: its learned ``LatentImagination``'s
+world model has the same kind of reward-head ensemble on its latent, fitted to
+the true rewards of its own transitions, and its imagination steps are scored
+by those heads; :data:`IBP_AGENT`). On the train split every large object is
+good; on the test split half of them have the harmful colour. Each agent plans
+with its own reward heads, so what the adversary finds and what the overseer
+labels changes the objective the agent acts on. Both go through one pipeline:
+the heads are a ``LatentEnsemble`` (input-space and latent search read them
+alike), labels go into the agent's label buffer (``add_labels``, the same for
+both learners), and :class:`Acting` / :func:`agent_policy` are the only places
+that know how each kind acts.
 
 Stages (each one's results are written to ``stages/<name>.json`` as it
 finishes; ``--resume`` reads finished stages back and continues training runs
 from their checkpoints, so a kill loses no finished stage):
 
-1. **train** one agent per seed and ensemble kind (:data:`ENSEMBLES`, equal
+1. **train** one agent per seed, agent kind and ensemble kind (:data:`ENSEMBLES`, equal
    size: bootstrap heads, randomised prior functions, a diversity objective on
    unlabelled ``sample_state`` inputs);
 2. **fit check** (first, before anything else is measured): held-out Pearson
@@ -55,9 +63,10 @@ import numpy as np
 import innerlab.agents as agents
 from innerlab.adversary.retrain import RetrainConfig, propose
 from innerlab.agents.driver import CHECKPOINT
+from innerlab.agents.learners import ibp_policy
 from innerlab.envs.rollout import Policy, bind, random_policy, rollout
-from innerlab.planners import muzero
-from innerlab.protocols import GridEnv, require
+from innerlab.planners import ibp_train, muzero
+from innerlab.protocols import GridEnv, LatentEnsemble, require
 from innerlab.recipes import RecipeConfig, register_recipe
 from innerlab.recipes.muzero_orchard import ORCHARD, ROLLOUT_LEN
 from innerlab.reward_models.aggregate import ensemble_std
@@ -80,12 +89,26 @@ AGENT: dict[str, Any] = {**ORCHARD, "reward_coef": 8.0, "replay_rollouts": 4, "n
 the last 4 rollouts (the weight the heads needed to fit the training reward) and 5
 reward heads; overseer labels weigh as much as the agent's own rewards."""
 
+IBP_AGENT: dict[str, Any] = {"egocentric": True, "discount": 0.9, "hidden": 32,
+                              "strategy": "1-step", "max_imaginations": 1, "num_members": 5,
+                              "bootstrap_prob": 0.8, "reward_coef": 2.0, "label_coef": 2.0}
+"""The IBP agent: the configuration that learns 5x5 Orchard from the egocentric view in
+``tests/test_agents.py`` (1-step imagination, budget 1, an MLP ``WorldModel``), with 5
+bootstrap-masked reward heads (each fits a transition with probability 0.8, as MuZero's)
+whose loss weighs 2x the dynamics loss, and overseer labels weighing as much. In one
+iteration of the experiment the IBP takes ``ibp_steps_scale x ROLLOUT_LEN`` of its own
+iterations (one env step per env and one gradient step each; see the option)."""
+
+AGENTS = ("muzero", "ibp")
+"""The agent kinds the experiment runs (option ``agents``)."""
+
 ENSEMBLES: dict[str, dict[str, Any]] = {
     "bootstrap": {},
     "prior": {"reward_prior_scale": 1.0},
     "diverse": {"diversity_coef": 0.1, "diversity_cap": 1.0},
 }
-"""Ensemble kinds, all with the same number of heads: MuZero's bootstrap-masked heads;
+"""Ensemble kinds (the same options for both agents), all with the same number of heads:
+bootstrap-masked heads;
 randomised prior functions (Osband et al. 2018); a diversity push on unlabelled
 ``sample_state`` transitions (DivDis / D-BAT style; ``reward_models.diverse``)."""
 
@@ -130,6 +153,12 @@ class RobustRewardConfig(RecipeConfig):
     """Independent agents per ensemble kind (trained side by side, vmapped)."""
     env: str = "Orchard-v0"
     """The environment; one of ``SUPPORTED_ENVS`` (the experiment needs Orchard's harm)."""
+    agents: tuple[str, ...] = AGENTS
+    """Agent kinds (AGENTS): muzero (MCTS on its learned model), ibp (Imagination-based Planner)."""
+    ibp_steps_scale: int = 2
+    """Env steps of the IBP per iteration, in units of MuZero's (num_envs x 16): the IBP
+    fits its model on one transition per env per gradient step, and at 1 (the same env
+    steps as MuZero) its agent is still learning the train split when labels are bought."""
     ensembles: tuple[str, ...] = tuple(ENSEMBLES)
     """Ensemble kinds (ENSEMBLES): bootstrap, prior (randomised priors), diverse."""
     methods: tuple[str, ...] = METHODS
@@ -164,6 +193,7 @@ class RobustRewardConfig(RecipeConfig):
     """Continue an interrupted run in the same ``--out`` (finished stages are kept)."""
 
     QUICK: ClassVar[dict[str, Any]] = {
+        "agents": ("muzero",),
         "num_seeds": 3,
         "ensembles": ("diverse",),
         "methods": ("none", "random-states", "evolution"),
@@ -180,6 +210,7 @@ class RobustRewardConfig(RecipeConfig):
     def __post_init__(self):
         check_env(self.env)
         for name in ("num_seeds", "num_envs", "iterations", "rounds", "label_budget",
+                     "ibp_steps_scale",
                      "round_iterations", "num_simulations", "search_budget", "latent_steps",
                      "eval_episodes", "eval_transitions"):
             value = getattr(self, name)
@@ -190,7 +221,7 @@ class RobustRewardConfig(RecipeConfig):
                 f"option 'iterations' ({self.iterations}) must be a multiple of "
                 f"'round_iterations' ({self.round_iterations}): both are whole chunks"
             )
-        for name, valid in (("ensembles", ENSEMBLES), ("methods", METHODS)):
+        for name, valid in (("agents", AGENTS), ("ensembles", ENSEMBLES), ("methods", METHODS)):
             chosen = getattr(self, name)
             unknown = [m for m in chosen if m not in valid]
             if unknown or not chosen:
@@ -207,17 +238,31 @@ class RobustRewardConfig(RecipeConfig):
     def seeds(self) -> list[int]:
         return [self.seed + i for i in range(self.num_seeds)]
 
-    def agent(self, ensemble: str) -> agents.AgentConfig:
-        """The agent of ``ensemble``: trains ``iterations`` then ``rounds`` x
-        ``round_iterations`` more (the same config throughout, so one compilation)."""
+    def agent(self, ensemble: str, kind: str = "muzero") -> agents.AgentConfig:
+        """The agent of kind ``kind`` with ``ensemble``: trains ``iterations`` then ``rounds``
+        x ``round_iterations`` more (the same config throughout, so one compilation). An
+        iteration is ``num_envs x ROLLOUT_LEN`` env steps of MuZero (one of its iterations)
+        and ``ibp_steps_scale`` times that of the IBP (``ibp_steps_scale x ROLLOUT_LEN`` of its
+        one-step iterations); one chunk is ``round_iterations`` of them for both."""
         total = self.iterations + self.rounds * self.round_iterations
-        return agents.make(
-            "muzero", **{**AGENT, **ENSEMBLES[ensemble], "env": self.env, "env_overrides": ROOM,
-                         "num_envs": self.num_envs, "num_simulations": self.num_simulations,
-                         "label_capacity": self.rounds * self.label_budget,
-                         "log_every": self.round_iterations,
-                         "total_steps": total * self.num_envs * ROLLOUT_LEN},
-        )
+        # learner iterations per iteration of the experiment, and env steps per iteration
+        per, scale = (1, 1) if kind == "muzero" else (self.ibp_steps_scale * ROLLOUT_LEN,
+                                                      self.ibp_steps_scale)
+        shared = {**ENSEMBLES[ensemble], "env": self.env, "env_overrides": ROOM,
+                  "num_envs": self.num_envs, "label_capacity": self.rounds * self.label_budget,
+                  "log_every": self.round_iterations * per,
+                  "total_steps": total * self.num_envs * ROLLOUT_LEN * scale}
+        if kind == "muzero":
+            return agents.make("muzero", **{**AGENT, **shared,
+                                            "num_simulations": self.num_simulations})
+        if kind == "ibp":
+            return agents.make("ibp", **{**IBP_AGENT, **shared})
+        raise ValueError(f"argument 'kind' must be one of {list(AGENTS)}, got {kind!r}")
+
+    def runs(self) -> list[tuple[str, str, str]]:
+        """``(label, kind, ensemble)`` of every trained agent, in run order; ``label``
+        (``<kind>-<ensemble>``) names its stages, run directories and report rows."""
+        return [(f"{k}-{e}", k, e) for k in self.agents for e in self.ensembles]
 
 
 # --------------------------------------------------------------------------- stages
@@ -265,47 +310,95 @@ def write_states(run_dir, states: Any) -> None:
 # --------------------------------------------------------------------------- measuring
 
 
+@dataclasses.dataclass(frozen=True)
+class Acting:
+    """How a trained agent acts when it is measured (hashable: the static part of the jitted
+    episodes, so agents that differ only in training options share one compilation).
+
+    ``budget``: MCTS simulations per real step (MuZero) or imagination steps per real step
+    (the IBP); the Goodhart curve varies it. ``policy``/``discount``: MuZero's search;
+    ``obs_shape``: the IBP's memory.
+    """
+
+    kind: str
+    budget: int
+    policy: str = "gumbel"
+    discount: float = 0.97
+    obs_shape: tuple[int, ...] = ()
+
+    @property
+    def budget_name(self) -> str:
+        return "MCTS simulations" if self.kind == "muzero" else "imagination steps"
+
+
+def acting(config: agents.AgentConfig, budget: int | None = None) -> Acting:
+    """How the agent of ``config`` acts, with ``budget`` (default: its training budget)."""
+    native = config.native()
+    if config.kind == "muzero":
+        return Acting("muzero", int(native.num_simulations if budget is None else budget),
+                      native.policy, float(native.discount))
+    if config.kind == "ibp":
+        return Acting("ibp", int(native.max_imaginations if budget is None else budget),
+                      obs_shape=tuple(agents.learner(config).obs_shape))
+    raise ValueError(f"agent kind {config.kind!r} is not one of {list(AGENTS)}")
+
+
+def network(kind: str, states: Any) -> Any:
+    """The network a training state acts with (its world model or its IBP; any seed axis
+    kept)."""
+    return states.model if kind == "muzero" else states.ibp
+
+
+def reward_heads(kind: str, net: Any) -> Any:
+    """The agent's own reward-head ensemble (a ``LatentEnsemble``): the MuZero world model's
+    reward model, or the one the IBP's imagination model plans with."""
+    return net.reward_model if kind == "muzero" else net.model.reward_model
+
+
+_ADD_LABELS = {"muzero": muzero.add_labels, "ibp": ibp_train.add_labels}
+
+
 def _search_act(native, how: str, k: float, model, carry, obs, key):
     """The agent's noiseless search over its own model, aggregating heads with ``how``."""
     layer = muzero.make_layer(model, native, how=how, k=k, **_GREEDY)
     return carry, layer(obs, key).action.astype(jnp.int32)
 
 
-def acting(native: muzero.MuZeroConfig) -> muzero.MuZeroConfig:
-    """The fields of ``native`` the search reads (policy, discount, simulations), others at
-    their defaults: agents that differ only in training options share one compilation."""
-    return muzero.MuZeroConfig(policy=native.policy, discount=native.discount,
-                               num_simulations=native.num_simulations)
+def agent_policy(net, act: Acting, how: str = "mean", k: float = 0.0) -> Policy:
+    """One seed's trained network acting as ``act`` says, its heads aggregated by
+    ``how``/``k``: MuZero's noiseless search, or the IBP imagining ``act.budget`` steps per
+    real step with its heads so aggregated (as it acts in training otherwise)."""
+    if act.kind == "muzero":
+        native = muzero.MuZeroConfig(policy=act.policy, discount=act.discount,
+                                     num_simulations=act.budget)
+        return Policy(net, bind(_search_act, native, how, float(k)), name="muzero")
+    ibp = eqx.tree_at(lambda m: m.model, net, net.model.aggregated(how, float(k)))
+    return ibp_policy(ibp.with_budget(act.budget), act.obs_shape)
 
 
-def agent_policy(model, native, how: str = "mean", k: float = 0.0) -> Policy:
-    """The trained agent (one seed's world model) as a ``Policy``; ``native`` may change
-    ``num_simulations`` (the Goodhart curve) and ``how``/``k`` the aggregation."""
-    return Policy(model, bind(_search_act, acting(native), how, float(k)), name="muzero")
-
-
-def episodes(models, native, env, params, key, num_envs: int, how: str, k: float):
-    """One whole episode per env for every seed's agent (``models`` stacked over seeds), all
+def episodes(nets, act: Acting, env, params, key, num_envs: int, how: str, k: float):
+    """One whole episode per env for every seed's agent (``nets`` stacked over seeds), all
     on the same layouts: per seed and env the true return, the learned return (the heads'
     mean prediction summed over the same steps) and the harmful objects collected, plus the
     steps themselves (``obs``, ``action``, ``reward``, ``live`` ``[S, T, E, ...]``)."""
-    return _episodes(models, acting(native), env, params, key, num_envs, how, float(k))
+    return _episodes(nets, act, env, params, key, num_envs, how, float(k))
 
 
 @eqx.filter_jit
-def _episodes(models, native, env, params, key, num_envs: int, how: str, k: float):
+def _episodes(nets, act: Acting, env, params, key, num_envs: int, how: str, k: float):
 
-    def one(model):
-        traj = rollout(env, params, agent_policy(model, native, how, k), key, num_envs,
+    def one(net):
+        traj = rollout(env, params, agent_policy(net, act, how, k), key, num_envs,
                        params.max_steps)
         live = traj.first_episode.astype(jnp.float32)
-        pred = jax.vmap(jax.vmap(model.reward_model))(traj.obs, traj.action).mean(-1)
+        rm = reward_heads(act.kind, net)
+        pred = jax.vmap(jax.vmap(rm))(traj.obs, traj.action).mean(-1)
         harm = traj.info["collected_harmful"].astype(jnp.float32)
         return {"true_return": jnp.sum(live * traj.reward, 0),
                 "learned_return": jnp.sum(live * pred, 0), "harmful": jnp.sum(live * harm, 0),
                 "obs": traj.obs, "action": traj.action, "reward": traj.reward, "live": live}
 
-    return eqx.filter_vmap(one)(models)
+    return eqx.filter_vmap(one)(nets)
 
 
 @eqx.filter_jit
@@ -372,10 +465,11 @@ def make_probe(c: RobustRewardConfig, env, train_p, test_p) -> Probe:
 def fit_measures(result: agents.TrainResult, probe: Probe, c: RobustRewardConfig) -> dict:
     """The fit check: held-out Pearson of the heads' mean on train-split transitions, both
     the agent's own (greedy) episodes and random-policy transitions; per seed."""
-    native = result.config.native()
-    own = episodes(result.states.model, native, probe.env, probe.train_p,
+    kind = result.config.kind
+    net = network(kind, result.states)
+    own = episodes(net, acting(result.config), probe.env, probe.train_p,
                    jax.random.fold_in(probe.key, 1), c.eval_episodes, "mean", 0.0)
-    rm = result.states.model.reward_model
+    rm = reward_heads(kind, net)
     preds = head_predictions_per_seed(rm, _flat(own["obs"]), _flat(own["action"]))
     held = head_predictions(rm, probe.held_out.obs, probe.held_out.action)
     truth = np.asarray(probe.held_out.reward)
@@ -398,8 +492,9 @@ def _flat(x):
 def measure(result: agents.TrainResult, probe: Probe, c: RobustRewardConfig,
             oracle: dict, goodhart: bool = True) -> dict:
     """Every measure of one stage, per seed (lists over seeds)."""
-    native = result.config.native()
-    rm = result.states.model.reward_model
+    kind, act = result.config.kind, acting(result.config)
+    net = network(kind, result.states)
+    rm = reward_heads(kind, net)
     out: dict[str, Any] = {}
     # disagreement: heads' std on harmful sample_state transitions vs held-out train ones
     std_h = np.asarray(ensemble_std(head_predictions(rm, probe.harmful.obs,
@@ -421,8 +516,7 @@ def measure(result: agents.TrainResult, probe: Probe, c: RobustRewardConfig,
     ep_key = jax.random.fold_in(probe.key, 3)
     for how, k in AGGREGATIONS:
         k = c.pessimism_k if how == "pessimistic" else k
-        ep = episodes(result.states.model, native, probe.env, probe.test_p, ep_key,
-                      c.eval_episodes, how, k)
+        ep = episodes(net, act, probe.env, probe.test_p, ep_key, c.eval_episodes, how, k)
         tr = np.asarray(ep["true_return"])
         out[f"{how}/true_return"] = tr.mean(1).tolist()
         out[f"{how}/fraction_of_oracle"] = (tr.mean(1) / oracle["mean_return"]).tolist()
@@ -430,8 +524,7 @@ def measure(result: agents.TrainResult, probe: Probe, c: RobustRewardConfig,
         out[f"{how}/learned_return"] = np.asarray(ep["learned_return"]).mean(1).tolist()
     if goodhart:
         for n_sim in c.goodhart_budgets:
-            nat = dataclasses.replace(native, num_simulations=int(n_sim))
-            ep = episodes(result.states.model, nat, probe.env, probe.test_p, ep_key,
+            ep = episodes(net, acting(result.config, n_sim), probe.env, probe.test_p, ep_key,
                           c.eval_episodes, "mean", 0.0)
             out[f"goodhart@{n_sim}/true_return"] = np.asarray(ep["true_return"]).mean(1).tolist()
             out[f"goodhart@{n_sim}/learned_return"] = np.asarray(
@@ -454,7 +547,8 @@ def buy_labels(method: str, result: agents.TrainResult, probe: Probe, c: RobustR
             idx = jax.random.choice(key, len(probe.label_pool), (c.label_budget,), replace=False)
             out.append(probe.label_pool.take(idx))
             continue
-        rm = result.state(s).model.reward_model
+        kind = result.config.kind
+        rm = reward_heads(kind, network(kind, result.state(s)))
         rcfg = RetrainConfig(method=_PROPOSER[method], rounds=1, label_budget=c.label_budget,
                              search_budget=c.search_budget, epsilon=c.latent_epsilon,
                              latent_steps=c.latent_steps, pool_size=c.search_budget)
@@ -466,19 +560,20 @@ def buy_labels(method: str, result: agents.TrainResult, probe: Probe, c: RobustR
 def add_round(run_dir, result: agents.TrainResult, labels: list[Transitions]) -> None:
     """Put every seed's labels into its agent's label buffer and save the checkpoint."""
     stack = lambda f: jnp.stack([f(t) for t in labels])  # noqa: E731
-    states = eqx.filter_vmap(muzero.add_labels)(
+    states = eqx.filter_vmap(_ADD_LABELS[result.config.kind])(
         result.states, stack(lambda t: t.obs), stack(lambda t: t.action),
         stack(lambda t: t.reward))
     write_states(run_dir, states)
 
 
-def run_method(out: RunDir, ensemble: str, method: str, c: RobustRewardConfig, probe: Probe,
-               oracle: dict) -> dict:
-    """Rounds of label -> keep training for one method, from a copy of the trained agents;
-    returns the after-measures plus the labels-vs-return curve and the bought labels' harm."""
-    cfg = c.agent(ensemble)
-    base = out.path / "runs" / ensemble / "base"
-    run_dir = out.path / "runs" / ensemble / method
+def run_method(out: RunDir, label: str, kind: str, ensemble: str, method: str,
+               c: RobustRewardConfig, probe: Probe, oracle: dict) -> dict:
+    """Rounds of label -> keep training for one method, from a copy of the trained agents
+    ``label`` (``kind`` with ``ensemble``); returns the after-measures plus the
+    labels-vs-return curve and the bought labels' harm."""
+    cfg = c.agent(ensemble, kind)
+    base = out.path / "runs" / label / "base"
+    run_dir = out.path / "runs" / label / method
     if not (run_dir / (CHECKPOINT + ".json")).exists():
         tmp = run_dir.with_name(run_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -501,15 +596,15 @@ def run_method(out: RunDir, ensemble: str, method: str, c: RobustRewardConfig, p
             if method != "none":  # this round's rows of every seed's label buffer
                 rows = slice(r * c.label_budget, (r + 1) * c.label_budget)
                 frac = (np.asarray(result.states.labels["reward"])[:, rows] < 0).mean(1).tolist()
-                out.log_metrics({"stage": "labels", "ensemble": ensemble, "method": method,
+                out.log_metrics({"stage": "labels", "agent": label, "method": method,
                                  "round": r + 1, "harmful_fraction": frac})
-            ep = episodes(result.states.model, cfg.native(), probe.env, probe.test_p, ep_key,
-                          c.eval_episodes, "mean", 0.0)
+            ep = episodes(network(kind, result.states), acting(cfg), probe.env, probe.test_p,
+                          ep_key, c.eval_episodes, "mean", 0.0)
             fr = (np.asarray(ep["true_return"]).mean(1) / oracle["mean_return"]).tolist()
             return {"labels": (r + 1) * c.label_budget * (method != "none"),
                     "fraction_of_oracle": fr, "harmful_fraction": frac}
 
-        row = stage(out, f"{ensemble}-{method}-round{r + 1}", one_round)
+        row = stage(out, f"{label}-{method}-round{r + 1}", one_round)
         curve.append(row)
         harmful_frac.append(row["harmful_fraction"])
     result = agents.load(run_dir)
@@ -555,27 +650,32 @@ def run(config: RobustRewardConfig) -> RunDir:
 
     oracle = stage(out, "oracle", oracle_stage)
     results: dict[str, dict[str, Any]] = {}
-    for ensemble in c.ensembles:
+    for label, kind, ensemble in c.runs():
         t0 = time.time()
-        cfg = c.agent(ensemble)
-        base = out.path / "runs" / ensemble / "base"
+        cfg = c.agent(ensemble, kind)
+        base = out.path / "runs" / label / "base"
         result = train_until(cfg, c.seeds, base, c.iterations // c.round_iterations)
-        timing[f"{ensemble}/train"] = time.time() - t0
-        fit = stage(out, f"{ensemble}-fit", lambda r=result: fit_measures(r, probe, c))
-        out.log_metrics({"stage": "fit", "ensemble": ensemble, **fit})
+        # one interface for both agents: the searches and the measures read only this
+        require(reward_heads(kind, network(kind, result.state(c.seeds[0]))), LatentEnsemble,
+                consumer=f"recipe robust-reward (the {kind} agent's reward heads)",
+                argument="agent")
+        timing[f"{label}/train"] = time.time() - t0
+        fit = stage(out, f"{label}-fit", lambda r=result: fit_measures(r, probe, c))
+        out.log_metrics({"stage": "fit", "agent": label, **fit})
         t1 = time.time()
-        before = stage(out, f"{ensemble}-before", lambda r=result: measure(r, probe, c, oracle))
-        out.log_metrics({"stage": "before", "ensemble": ensemble, **_means(before)})
-        results[ensemble] = {"fit": fit, "before": before}
-        timing[f"{ensemble}/before"] = time.time() - t1
+        before = stage(out, f"{label}-before", lambda r=result: measure(r, probe, c, oracle))
+        out.log_metrics({"stage": "before", "agent": label, **_means(before)})
+        results[label] = {"kind": kind, "ensemble": ensemble, "fit": fit, "before": before}
+        timing[f"{label}/before"] = time.time() - t1
         for method in c.methods:
             t2 = time.time()
-            after = stage(out, f"{ensemble}-{method}",
-                          lambda m=method, e=ensemble: run_method(out, e, m, c, probe, oracle))
-            out.log_metrics({"stage": "after", "ensemble": ensemble, "method": method,
+            after = stage(out, f"{label}-{method}",
+                          lambda m=method, lab=label, k=kind, e=ensemble:
+                          run_method(out, lab, k, e, m, c, probe, oracle))
+            out.log_metrics({"stage": "after", "agent": label, "method": method,
                              **_means({k: v for k, v in after.items() if k != "curve"})})
-            results[ensemble][method] = after
-            timing[f"{ensemble}/{method}"] = time.time() - t2
+            results[label][method] = after
+            timing[f"{label}/{method}"] = time.time() - t2
     wall = time.time() - t_start
     stage_s = sum(float(json.loads(p.read_text()).get("seconds", 0.0))
                   for p in (out.path / "stages").glob("*.json"))
@@ -613,8 +713,9 @@ def paired(a, b) -> dict[str, Any]:
 
 
 def comparisons(results: dict, c: RobustRewardConfig) -> dict[str, Any]:
-    """Per ensemble and method: paired differences against ``before`` and against every
-    control, for the headline measures."""
+    """Per agent (``<kind>-<ensemble>``) and method: paired differences against ``before``
+    and against every control, for the headline measures; and each ensemble's disagreement
+    against the same agent's bootstrap ensemble."""
     measures = ("mean/fraction_of_oracle", "mean/harmful", "pessimistic/fraction_of_oracle",
                 "std_ratio", "objective/test/epic")
     out: dict[str, Any] = {}
@@ -626,10 +727,11 @@ def comparisons(results: dict, c: RobustRewardConfig) -> dict[str, Any]:
                 for m in measures:
                     out[f"{ensemble}/{method}/vs_{ref}/{m}"] = paired(res[method][m],
                                                                       res[ref][m])
-        if "bootstrap" in results and ensemble != "bootstrap":
+        boot = f"{res['kind']}-bootstrap"
+        if boot in results and ensemble != boot:
             for m in ("std_ratio", "std_harmful"):
                 out[f"{ensemble}/before/vs_bootstrap/{m}"] = paired(
-                    res["before"][m], results["bootstrap"]["before"][m])
+                    res["before"][m], results[boot]["before"][m])
     return out
 
 
@@ -653,9 +755,9 @@ def _stages(res: dict, c: RobustRewardConfig) -> list[str]:
     return ["before", *[m for m in c.methods if m in res]]
 
 
-def episode_frames(model, native, env, params, key, steps: int) -> np.ndarray:
+def episode_frames(net, act: Acting, env, params, key, steps: int) -> np.ndarray:
     """RGB frames ``[T, h, w, 3]`` of the agent's first test episode from ``key``'s layout."""
-    traj = eqx.filter_jit(rollout)(env, params, agent_policy(model, native), key, 1, steps)
+    traj = eqx.filter_jit(rollout)(env, params, agent_policy(net, act), key, 1, steps)
     states = jax.tree.map(lambda x: x[:, 0], traj.state)
     live = np.asarray(traj.first_episode[:, 0])
     frames = [np.asarray(env.render_rgb(jax.tree.map(lambda x, t=t: x[t], states), params))
@@ -719,25 +821,28 @@ def plots(out: RunDir, results: dict, oracle: dict, c: RobustRewardConfig) -> No
                         label=f"{st}: {kind.replace('_', ' ')}")
         ax.axhline(oracle["mean_return"], color="grey", ls="--", label="oracle true return")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("MCTS simulations per step")
+        ax.set_xlabel(acting(c.agent(results[e]["ensemble"], results[e]["kind"])).budget_name
+                      + " per real step")
         ax.set_ylabel("return per test episode")
         ax.set_title(e)
         ax.legend(fontsize=7)
     out.save_figure(fig, "goodhart")
 
-    e = ens[0]
-    st = _best(results[e], c)
     env, _ = envs_of(c)
-    test_p = c.agent(e).make_env(split="test")[1]
+    test_p = c.agent(c.ensembles[0]).make_env(split="test")[1]
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(c.seed + 10_000), 99), 0)
-    rows = [("before", out.path / "runs" / e / "base")]
-    if st is not None:
-        rows.append((st, out.path / "runs" / e / st))
+    rows = []
+    for kind in c.agents:  # the first ensemble of each agent kind, before and after
+        e = f"{kind}-{c.ensembles[0]}"
+        rows.append((e, "before", out.path / "runs" / e / "base"))
+        st = _best(results[e], c)
+        if st is not None:
+            rows.append((e, st, out.path / "runs" / e / st))
     fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.6 * len(rows)), squeeze=False)
-    for ax, (name, path) in zip(axes[:, 0], rows, strict=True):
+    for ax, (e, name, path) in zip(axes[:, 0], rows, strict=True):
         res = agents.load(path)
-        frames = episode_frames(res.state(res.seeds[0]).model, res.config.native(), env, test_p,
-                                key, test_p.max_steps)
+        frames = episode_frames(network(res.config.kind, res.state(res.seeds[0])),
+                                acting(res.config), env, test_p, key, test_p.max_steps)
         ax.imshow(np.concatenate(list(frames), axis=1))
         ax.set_axis_off()
         ax.set_title(f"{e}, {name}, seed {res.seeds[0]}: one test episode, step by step",
@@ -757,14 +862,25 @@ def report(c: RobustRewardConfig, summary: dict) -> str:
     """report.md: the fit check first, then disagreement, methods, aggregation, Goodhart."""
     res, comp, oracle = summary["results"], summary["comparisons"], summary["oracle"]
     load = ", ".join(f"{x:.1f}" for x in summary["load_average"])
+    described = {
+        "muzero": f"MuZero (`agents.make('muzero', ...)`, {AGENT['num_members']} reward heads, "
+                  f"{c.num_simulations} MCTS simulations per step)",
+        "ibp": f"the IBP (`agents.make('ibp', ...)`, {IBP_AGENT['num_members']} reward heads "
+               f"on its world model's latent, {IBP_AGENT['strategy']} imagination, "
+               f"{IBP_AGENT['max_imaginations']} imagination step(s) per real step, "
+               f"{c.ibp_steps_scale}x MuZero's env steps per iteration)",
+    }
+    unfit = [e for e, r in res.items() if min(r["fit"]["pearson_own"]) < FIT_TARGET
+             or min(r["fit"]["pearson_random"]) < FIT_TARGET]
     lines = [
         "# Robust reward learning (robust-reward)", "",
-        f"Env {c.env} {ROOM}, egocentric view; agent: MuZero (`agents.make('muzero', ...)`, "
-        f"{AGENT['num_members']} reward heads, {c.num_simulations} simulations) trained "
-        f"{c.iterations} iterations x {c.num_envs} envs x {ROLLOUT_LEN} steps on the train "
-        f"split; seeds {summary['seeds']}. Each method then buys {c.rounds} x {c.label_budget} "
-        f"true-reward labels and the agent keeps training {c.round_iterations} iterations per "
-        f"round with the labels in every minibatch. Wall time of this invocation "
+        f"Env {c.env} {ROOM}, egocentric view; agents: "
+        + "; ".join(described[k] for k in c.agents)
+        + f"; each trained {c.iterations} iterations x {c.num_envs} envs x {ROLLOUT_LEN} steps "
+        f"on the train split; seeds {summary['seeds']}. Each method then buys {c.rounds} x "
+        f"{c.label_budget} true-reward labels and the agent keeps training "
+        f"{c.round_iterations} iterations per round with the labels in every minibatch "
+        f"(every gradient step, for the IBP). Wall time of this invocation "
         f"{summary['wall_s']:.0f} s; the stages' own times add up to "
         f"{summary['stage_seconds_total']:.0f} s (training of the first agents not included "
         f"there; load average at the end: {load}; the machine is shared).", "",
@@ -772,7 +888,12 @@ def report(c: RobustRewardConfig, summary: dict) -> str:
         "its interval* when the 95% bootstrap interval of the per-seed (paired) differences "
         "excludes 0. With few seeds the intervals are rough.", "",
         "## 1. Do the reward heads fit the training reward? (checked first)", "",
-        "| ensemble | Pearson, agent's own train episodes (held out) | Pearson, random-policy "
+        (f"**The fit check (held-out Pearson >= {FIT_TARGET} in every seed, on both kinds of "
+         f"train-split transitions) is NOT met for: {', '.join(unfit)}.** What follows for "
+         "those agents is measured on reward heads that do not fit the training reward."
+         if unfit else f"The fit check (held-out Pearson >= {FIT_TARGET} in every seed) is met "
+         "for every agent."), "",
+        "| agent | Pearson, agent's own train episodes (held out) | Pearson, random-policy "
         "train transitions (held out) | MAE, random-policy |",
         "|---|---|---|---|",
     ]
@@ -794,7 +915,7 @@ def report(c: RobustRewardConfig, summary: dict) -> str:
               "of the harmful colour (true reward "
               f"{c.agent(c.ensembles[0]).make_env(split='test')[1].harmful_reward:+g}) vs on "
               "held-out train-split transitions, before any label.", "",
-              "| ensemble | std, harmful | std, train | ratio | heads' mean on harmful |",
+              "| agent | std, harmful | std, train | ratio | heads' mean on harmful |",
               "|---|---|---|---|---|"]
     for e, r in res.items():
         b = r["before"]
@@ -846,7 +967,7 @@ def report(c: RobustRewardConfig, summary: dict) -> str:
                          + ", ".join(f"{k} {v:.0%}" for k, v in ctrl.items())
                          + f"): goal **{'reached' if reached else 'not reached'}**.")
     lines += ["", "## 5. Mean vs pessimistic aggregation (test return / oracle)", "",
-              "| ensemble | stage | " + " | ".join(
+              "| agent | stage | " + " | ".join(
                   f"{h}" + (f" (k={c.pessimism_k:g})" if h == "pessimistic" else "")
                   for h, _ in AGGREGATIONS) + " |",
               "|---|---|" + "---|" * len(AGGREGATIONS)]
@@ -855,8 +976,9 @@ def report(c: RobustRewardConfig, summary: dict) -> str:
             lines.append(f"| {e} | {st} | " + " | ".join(
                 _fmt(r[st][f"{h}/fraction_of_oracle"], True) for h, _ in AGGREGATIONS) + " |")
     lines += ["", "## 6. Goodhart curve (test split; learned = heads' mean summed over the "
-              "episode)", "", "| ensemble | stage | " + " | ".join(
-                  f"{b} sims" for b in c.goodhart_budgets) + " |",
+              "episode; budget = MCTS simulations per step for MuZero, imagination steps per "
+              "step for the IBP)", "", "| agent | stage | " + " | ".join(
+                  f"budget {b}" for b in c.goodhart_budgets) + " |",
               "|---|---|" + "---|" * len(c.goodhart_budgets)]
     for e, r in res.items():
         for st in _stages(r, c):
@@ -869,14 +991,14 @@ def report(c: RobustRewardConfig, summary: dict) -> str:
         b0, b1 = c.goodhart_budgets[0], c.goodhart_budgets[-1]
         gap = lambda b, r=r: (np.mean(r["before"][f"goodhart@{b}/learned_return"])  # noqa: E731
                               - np.mean(r["before"][f"goodhart@{b}/true_return"]))
-        lines.append(f"| {e} | before: learned - true | {gap(b0):+.2f} at {b0} sims, "
-                     f"{gap(b1):+.2f} at {b1} sims (changes by {gap(b1) - gap(b0):+.2f}) |"
+        lines.append(f"| {e} | before: learned - true | {gap(b0):+.2f} at budget {b0}, "
+                     f"{gap(b1):+.2f} at budget {b1} (changes by {gap(b1) - gap(b0):+.2f}) |"
                      + " |" * (len(c.goodhart_budgets) - 1))
     lines += ["", "Cells: learned / true return per episode.", "",
               "Plots: `methods.png` (per method, dots = seeds), `labels.png` (return vs labels "
               "bought), `goodhart.png`, `strip.png` (one test episode before and after the best "
               "adversarial method). Numbers: `summary.json`; stages: `stages/*.json`; training "
-              "runs: `runs/<ensemble>/<method>/`."]
+              "runs: `runs/<agent>-<ensemble>/<method>/`."]
     return "\n".join(lines) + "\n"
 
 
@@ -884,8 +1006,10 @@ register_recipe(
     "robust-reward",
     RobustRewardConfig,
     run,
-    "A MuZero agent's own reward heads on Orchard: fit, disagreement on the unseen harmful "
-    "combination, adversarial labels vs random labels at the same budget, test-split return.",
+    "A MuZero agent's and an IBP's own reward heads on Orchard: fit, disagreement on the "
+    "unseen harmful combination, adversarial labels vs random labels at the same budget, "
+    "test-split return.",
 )
 
-__all__ = ["AGENT", "ENSEMBLES", "METHODS", "RobustRewardConfig", "episodes", "measure", "run"]
+__all__ = ["AGENT", "AGENTS", "ENSEMBLES", "IBP_AGENT", "METHODS", "Acting", "RobustRewardConfig",
+           "acting", "agent_policy", "episodes", "measure", "network", "reward_heads", "run"]

@@ -5,7 +5,9 @@ state of the room, the env's own dynamics, a feature basis for rewards);
 ``innerlab.irl.mce`` fits maximum-causal-entropy IRL (Ziebart 2010) on them,
 samples soft-optimal experts of known rewards (validation), and scores how
 well a recovered reward explains held-out behaviour against uniform and
-behavioural-cloning baselines.
+behavioural-cloning baselines; ``innerlab.irl.neural`` fits the same MCE IRL with a
+neural reward over the env's observations (an MLP, back-propagated through the same soft
+value iteration).
 """
 
 from innerlab.irl.mce import (
@@ -16,9 +18,17 @@ from innerlab.irl.mce import (
     fit_bc,
     fit_reward,
     log_likelihood,
+    log_likelihood_of,
     sample_demos,
     soft_policy,
     soft_policy_of,
+)
+from innerlab.irl.neural import (
+    LayoutObs,
+    RewardNet,
+    fit_neural_reward,
+    observe_layouts,
+    reward_tables,
 )
 from innerlab.irl.tabular import (
     Demos,
@@ -29,11 +39,14 @@ from innerlab.irl.tabular import (
     layout_states,
     split_layouts,
     state_index,
+    trajectory_layouts,
     true_weights,
 )
 
 __all__ = [
     "Demos",
+    "LayoutObs",
+    "RewardNet",
     "TabularMDP",
     "bc_features",
     "bc_log_likelihood",
@@ -42,14 +55,19 @@ __all__ = [
     "epic_to",
     "feature_names",
     "fit_bc",
+    "fit_neural_reward",
     "fit_reward",
     "layout_mdp",
     "layout_states",
+    "observe_layouts",
+    "reward_tables",
     "log_likelihood",
+    "log_likelihood_of",
     "sample_demos",
     "soft_policy",
     "soft_policy_of",
     "split_layouts",
     "state_index",
+    "trajectory_layouts",
     "true_weights",
 ]

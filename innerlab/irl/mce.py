@@ -38,6 +38,7 @@ __all__ = [
     "fit_bc",
     "fit_reward",
     "log_likelihood",
+    "log_likelihood_of",
     "sample_demos",
     "soft_policy",
     "soft_policy_of",
@@ -73,7 +74,16 @@ def _step_ll(logpi: jax.Array, demos: Demos) -> jax.Array:
 def log_likelihood(mdps: TabularMDP, demos: Demos, weights: jax.Array) -> jax.Array:
     """``[M]`` total log-likelihood of each layout's demonstrations under the soft-optimal
     policy of ``weights`` (``mdps``/``demos`` stacked over ``M`` layouts)."""
-    return jax.vmap(lambda m, d: _step_ll(soft_policy(m, weights), d).sum())(mdps, demos)
+    return log_likelihood_of(mdps, demos, mdps.features @ weights)
+
+
+def log_likelihood_of(mdps: TabularMDP, demos: Demos, rewards: jax.Array) -> jax.Array:
+    """``[M]`` total log-likelihood of each layout's demonstrations under the soft-optimal
+    policy of its reward table (``rewards [M, S, A]``: any reward, e.g. a network's). Its
+    gradient in ``rewards`` is the demonstrations' state-action counts minus the soft-optimal
+    policy's expected ones (MCE IRL's occupancy matching), so autodiff through a model that
+    outputs the table fits that model by MCE IRL."""
+    return jax.vmap(lambda m, d, r: _step_ll(soft_policy_of(m, r), d).sum())(mdps, demos, rewards)
 
 
 def _fit(loss, size: int, steps: int, learning_rate: float) -> jax.Array:

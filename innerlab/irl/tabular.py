@@ -38,6 +38,7 @@ __all__ = [
     "layout_states",
     "split_layouts",
     "state_index",
+    "trajectory_layouts",
     "true_weights",
 ]
 
@@ -142,6 +143,12 @@ def layout_mdp(env: Environment, params: OrchardParams, start: grid.GridState) -
     return TabularMDP(nxt, feats, valid, terminal, state_index(start), params.max_steps)
 
 
+def trajectory_layouts(env: Environment, traj) -> grid.GridState:
+    """``[E]`` grid states at a rollout's first step (``[T, E]``): each env's layout, the
+    ``start`` of :func:`layout_mdp` and :func:`innerlab.irl.observe_layouts`."""
+    return _orchard(env).grid_of(jax.tree.map(lambda x: x[0], traj.state))
+
+
 def demos_from_trajectory(env: Environment, params: OrchardParams,
                           traj) -> tuple[TabularMDP, Demos]:
     """Each env's first episode of a rollout (``[T, E]``) as ``E`` layouts and demos.
@@ -149,8 +156,7 @@ def demos_from_trajectory(env: Environment, params: OrchardParams,
     The layout is the env's state at the rollout's first step (a fresh reset), so run
     the rollout from resets (``rollout(..., start=None)``).
     """
-    first = jax.tree.map(lambda x: x[0], traj.state)
-    g0 = _orchard(env).grid_of(first)
+    g0 = trajectory_layouts(env, traj)
     mdps = jax.vmap(lambda s: layout_mdp(env, params, s))(g0)
     g = _orchard(env).grid_of(traj.state)
     s = jax.vmap(jax.vmap(state_index))(g)  # [T, E]

@@ -67,6 +67,26 @@ def test_the_probe_is_linear_between_and_per_seed():
     np.testing.assert_allclose(out["channel_corr"], 1.0)  # exactly linear in v
 
 
+def test_a_head_that_follows_only_the_trained_values_is_told_apart():
+    # follows the channel on 0..2 (the values training showed) and flattens below 0, as a
+    # head trained only on r >= 0 may: the pooled slope is below 1, the trained-range slope
+    # is 1, and the response curve shows where it flattens
+    preds, reward, truth = _grid(lambda v, r, s: np.maximum(v, 0.0) + 0 * r)
+    out = sc.probe_measures(preds, VALUES, reward, truth, trained=(0.0, 1.0, 2.0))
+    np.testing.assert_allclose(out["trained_slope"], 1.0)
+    assert (out["channel_slope"] < 0.8).all()
+    np.testing.assert_allclose(out["response_-2"], 0.0)
+    np.testing.assert_allclose(out["response_2"], 2.0)
+    with pytest.raises(ValueError, match="'trained'"):
+        sc.probe_measures(preds, VALUES, reward, truth, trained=(0.0, 0.5))
+
+
+def test_the_trained_values_are_0_and_the_object_rewards():
+    sc.ensure_env()
+    _, params = make(sc.ENV, mode="next", height=5, width=5, n_objects=3)
+    assert sc.trained_values(params) == (0.0, 1.0, 2.0)
+
+
 def test_a_constant_reward_table_leaves_the_reward_slope_undefined():
     preds = np.broadcast_to(VALUES, (1, 2, 3, VALUES.size))
     out = sc.probe_measures(preds, VALUES, np.ones((2, 3)), np.ones((1, 2, 3)))

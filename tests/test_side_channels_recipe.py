@@ -377,7 +377,8 @@ def test_learned_reward_head_vs_channel_planner_section(tiny):
     probes = _summary(out)["probes"]
     assert set(probes) == {"muzero-next"}  # the cells run's channel is hidden off the corners
     learned = probes["muzero-next"]["learned"]
-    for name in ("channel_slope", "reward_slope", "error"):
+    for name in ("channel_slope", "trained_slope", "reward_slope", "error", "response_-2",
+                 "response_2"):
         per_seed = learned[name]["per_seed"]
         assert len(per_seed) == config.seeds and all(math.isfinite(v) for v in per_seed), name
     assert len(learned["channel_slope"]["ci95"]) == 2
@@ -386,6 +387,8 @@ def test_learned_reward_head_vs_channel_planner_section(tiny):
     assert reader["channel_slope"]["mean"] == pytest.approx(1.0, abs=1e-5)
     assert ignorer["channel_slope"]["mean"] == pytest.approx(0.0, abs=1e-5)
     assert ignorer["reward_slope"]["mean"] == pytest.approx(1.0, abs=1e-5)
+    assert reader["trained_slope"]["mean"] == pytest.approx(1.0, abs=1e-5)
+    assert reader["response_-2"]["mean"] == pytest.approx(-2.0, abs=1e-5)
     # two different seeds' heads are two different functions
     assert learned["error"]["per_seed"][0] != learned["error"]["per_seed"][1]
 

@@ -84,6 +84,7 @@ __all__ = [
     "probe_head",
     "probe_runs",
     "run",
+    "trained_values",
 ]
 
 ENV = "OrchardSideChannelEgocentric-v0"
@@ -794,7 +795,7 @@ def ignores_the_channel(env: SideChannel, params, weights, obs, state, move):
 
 
 def probe_measures(preds: np.ndarray, values, reward: np.ndarray,
-                   at_truth: np.ndarray) -> dict[str, np.ndarray]:
+                   at_truth: np.ndarray, trained=None) -> dict[str, np.ndarray]:
     """What the probe measures of a head, per seed ``[S]``.
 
     Args:
@@ -803,6 +804,8 @@ def probe_measures(preds: np.ndarray, values, reward: np.ndarray,
         values: ``[V]``, the values shown (at least two distinct).
         reward: ``[N, M]``, the true reward of each move.
         at_truth: ``[S, N, M]``, the head's reward with the channel as the env shows it.
+        trained: optional, the values among ``values`` that the channel showed in training
+            (at least two): ``trained_slope`` is the channel slope over those alone.
 
     Returns:
         ``channel_slope``: the pooled within-(state, move) least-squares slope of the
@@ -813,7 +816,10 @@ def probe_measures(preds: np.ndarray, values, reward: np.ndarray,
         reward: 1 for a head that reads the reward from the grid, 0 for one that returns the
         channel (NaN if the true reward never varies). ``error``: the mean absolute
         difference from the true reward with the unmodified channel (how well the head
-        learned r at all).
+        learned r at all). ``response_<v>``: the mean prediction with the value ``v`` shown
+        (the shape of the response, which a slope alone does not give: a head may follow
+        the values it was trained on and flatten beyond them). ``trained_slope``: see
+        ``trained``.
     """
     preds = np.asarray(preds, float)
     values = np.asarray(values, float)
@@ -837,12 +843,31 @@ def probe_measures(preds: np.ndarray, values, reward: np.ndarray,
     reward_slope = (np.full(preds.shape[0], np.nan) if not np.sum(dr**2) > 0 else
                     (means - means.mean(-1, keepdims=True)) @ dr / np.sum(dr**2))
     error = np.abs(np.asarray(at_truth, float) - reward[None]).mean(axis=(1, 2))
-    return {"channel_slope": slope, "channel_corr": corr, "reward_slope": reward_slope,
-            "error": error}
+    out = {"channel_slope": slope, "channel_corr": corr, "reward_slope": reward_slope,
+           "error": error}
+    out.update({f"response_{v:g}": preds[..., i].mean(axis=(1, 2))
+                for i, v in enumerate(values)})
+    if trained is not None:
+        idx = [i for i, v in enumerate(values) if v in set(float(t) for t in trained)]
+        if len(idx) != len(set(float(t) for t in trained)):
+            raise ValueError(f"argument 'trained' must be among 'values' {values.tolist()}, "
+                             f"got {list(trained)}")
+        out["trained_slope"] = probe_measures(preds[..., idx], values[idx], reward,
+                                              at_truth)["channel_slope"]
+    return out
+
+
+def trained_values(params) -> tuple[float, ...]:
+    """The values of :data:`PROBE_VALUES` the channel shows in training (identity channel,
+    the train split): 0 and the inner env's object rewards (Orchard's small and large)."""
+    inner = params.inner
+    shown = {0.0, float(getattr(inner, "reward_small", 0.0)),
+             float(getattr(inner, "reward_large", 0.0))}
+    return tuple(v for v in PROBE_VALUES if v in shown)
 
 
 def probe_head(head: Callable, weights, stacked: bool, env: SideChannel, params, states,
-               values=PROBE_VALUES) -> dict[str, np.ndarray]:
+               values=PROBE_VALUES, trained=None) -> dict[str, np.ndarray]:
     """:func:`probe_measures` of ``head(weights, obs, state, move)`` on ``states``."""
     obs, shown, moves = probe_inputs(env, params, states, jnp.asarray(values, jnp.float32))
     preds = np.asarray(head_predictions(head, weights, stacked, obs, shown, moves))
@@ -857,7 +882,7 @@ def probe_head(head: Callable, weights, stacked: bool, env: SideChannel, params,
                                          repeat(truth_obs), truth_states, grid_moves))
     if not stacked:
         preds, at_truth = preds[None], at_truth[None]
-    return probe_measures(preds, values, reward, at_truth)
+    return probe_measures(preds, values, reward, at_truth, trained)
 
 
 def probe_cell(result: agents.TrainResult | None, env: SideChannel, params,
@@ -873,8 +898,11 @@ def probe_cell(result: agents.TrainResult | None, env: SideChannel, params,
              "ignores the channel": (bind(ignores_the_channel, env, params), None, False)}
     if result is not None:
         heads = {"learned": (learned_reward, result.states.model, True), **heads}
+    trained = trained_values(params)
+    trained = trained if len(trained) >= 2 else None
     return {name: {k: measures.summarise(v) for k, v in
-                   probe_head(head, weights, stacked, env, params, states).items()}
+                   probe_head(head, weights, stacked, env, params, states,
+                              trained=trained).items()}
             for name, (head, weights, stacked) in heads.items()}
 
 
@@ -1187,18 +1215,26 @@ def _head_vs_channel_section(config: SideChannelsConfig, table: dict[str, dict[s
                   "same, as a correlation (n/a where the prediction never moves). `reward "
                   "slope`: the slope of the prediction (averaged over the shown values) on the "
                   "move's true reward across (state, move): 1 = it reads r from the grid. "
-                  "`error`: mean |prediction - r| with the channel as the env shows it. Per "
+                  "`error`: mean |prediction - r| with the channel as the env shows it. "
+                  "The slope over the values seen in training (those of "
+                  f"{', '.join(f'{v:g}' for v in trained_values(config.base_params()))} "
+                  "the probe shows) and the mean prediction at each value show whether the "
+                  "head follows the channel only where it was trained. Per "
                   "seed, then mean [95% bootstrap interval over seeds]. The two constructed "
                   "heads are the probe's check, on the same states (their slopes must be 1 and "
                   "0). The probe reads the reward of the search's first step, the one the "
                   "channel speaks of; deeper steps use imagined latents.", "",
-                  "| run | head | channel slope [95% CI] | per seed | correlation | reward "
-                  "slope | error |", "|---|---|---|---|---|---|---|"]
+                  "| run | head | channel slope [95% CI] | per seed | slope over the "
+                  "values seen in training | correlation | reward slope | error | mean "
+                  f"prediction at {values} |", "|---|---|---|---|---|---|---|---|---|"]
         for label, by_head in probes.items():
             for name, p in by_head.items():
+                seen = _ci(p["trained_slope"]) if "trained_slope" in p else "n/a"
+                curve = " / ".join(_num(p[f"response_{v:g}"]["mean"]) for v in PROBE_VALUES)
                 lines.append(f"| {label} | {name} | {_ci(p['channel_slope'])} | "
-                             f"{_seeds(p['channel_slope'])} | {_ci(p['channel_corr'])} | "
-                             f"{_ci(p['reward_slope'])} | {_ci(p['error'])} |")
+                             f"{_seeds(p['channel_slope'])} | {seen} | "
+                             f"{_ci(p['channel_corr'])} | {_ci(p['reward_slope'])} | "
+                             f"{_ci(p['error'])} | {curve} |")
     return lines
 
 

@@ -2,6 +2,7 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,3 +107,88 @@ def test_behavioural_cloning_fits_an_action_bias(world):
     w = irl.fit_bc(inputs, demos)
     per_step = float(irl.bc_log_likelihood(inputs, demos, w).sum() / demos.mask.sum())
     assert per_step > -0.1
+
+
+# --------------------------------------------------------------------------- neural reward
+
+
+def test_neural_reward_tables_observe_the_live_states(world):
+    """observe_layouts holds the env's own (egocentric) observation of each live state;
+    reward_tables puts the network's outputs on those rows, 0 elsewhere; the fresh network
+    is 0 everywhere; log_likelihood_of a linear table is log_likelihood of its weights."""
+    env, params, _, mdps = world
+    few = irl.split_layouts(mdps, np.arange(3))
+    _, starts = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(jax.random.key(0), N), params)
+    starts = jax.tree.map(lambda x: x[:3], starts)
+    ego = envs.Egocentric(env)
+    lobs = irl.observe_layouts(ego, params, starts, few)
+    live = np.asarray(few.valid & ~few.terminal)
+    assert lobs.num_states == live.shape[1] and lobs.index.shape[1] == live.sum(1).max()
+    assert live[np.arange(3)[:, None], np.asarray(lobs.index)].all()
+    layout, row = 1, 5
+    state = jax.tree.map(lambda x: x[int(lobs.index[layout, row])],
+                         irl.layout_states(jax.tree.map(lambda x: x[layout], starts)))
+    np.testing.assert_array_equal(lobs.obs[layout, row], ego.observe(state, params).reshape(-1))
+
+    net = irl.RewardNet(lobs.obs.shape[-1], 4, jax.random.key(1), width=8)
+    assert float(jnp.abs(irl.reward_tables(net, lobs)).max()) == 0.0
+    net = jax.tree.map(lambda x: x + 0.1 if eqx.is_inexact_array(x) else x, net)
+    table = irl.reward_tables(net, lobs)
+    assert float(jnp.abs(jnp.where(live[..., None], 0.0, table)).max()) == 0.0
+    assert float(jnp.abs(table[0, lobs.index[0, 0]]).min()) > 0
+    demos = irl.sample_demos(few, irl.true_weights(params), jax.random.key(2))
+    w = irl.true_weights(params)
+    np.testing.assert_allclose(irl.log_likelihood_of(few, demos, few.features @ w),
+                               irl.log_likelihood(few, demos, w), rtol=1e-6)
+
+
+def test_neural_reward_bad_arguments_are_named(world):
+    env, params, _, mdps = world
+    few = irl.split_layouts(mdps, np.arange(2))
+    _, starts = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(jax.random.key(0), 2), params)
+    lobs = irl.observe_layouts(env, params, starts, few)
+    demos = irl.sample_demos(few, irl.true_weights(params), jax.random.key(2))
+    key = jax.random.key(0)
+    for kwargs, match in (({"width": 0}, "argument 'width'"), ({"steps": 1.5}, "argument 'steps'"),
+                          ({"learning_rate": -1.0}, "argument 'learning_rate'"),
+                          ({"l2": float("nan")}, "argument 'l2'")):
+        with pytest.raises(ValueError, match=match):
+            irl.fit_neural_reward(few, lobs, demos, key, **kwargs)
+    with pytest.raises(ValueError, match="argument 'lobs' must observe the layouts"):
+        irl.fit_neural_reward(irl.split_layouts(mdps, np.arange(3)), lobs, demos, key)
+
+
+@pytest.mark.slow
+def test_neural_mce_irl_recovers_a_soft_optimal_experts_reward(world):
+    """A soft-optimal expert of 3x Orchard's reward (an MLP of the egocentric view can
+    represent it: the value of the object one move away), 16 episodes in each of 128
+    layouts: the neural reward is EPIC-closer to the truth than chance-level rewards
+    (measured 0.27 here; 0.17 with 64 episodes and 1000 steps; the linear fit's 0.03), and
+    its soft-optimal policy explains 32 held-out layouts' episodes better than uniform and
+    nearly as well as the true reward (measured -1.25 vs -1.17, uniform -1.39)."""
+    env, params, _, mdps = world
+    truth = irl.true_weights(params)
+    _, starts = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(jax.random.key(0), N), params)
+    lobs = irl.observe_layouts(envs.Egocentric(env), params, starts, mdps)
+    train, test = np.arange(128), np.arange(128, 160)
+    held = irl.sample_demos(mdps, 3.0 * truth, jax.random.key(4))
+    many = [irl.sample_demos(mdps, 3.0 * truth, jax.random.key(100 + i)) for i in range(15)]
+    demos = jax.tree.map(lambda *x: jnp.concatenate(x, 1), held, *many)
+    m_tr, m_te = irl.split_layouts(mdps, train), irl.split_layouts(mdps, test)
+    net = irl.fit_neural_reward(m_tr, irl.split_layouts(lobs, train),
+                                irl.split_layouts(demos, train), jax.random.key(1), steps=300)
+    table = irl.reward_tables(net, irl.split_layouts(lobs, test))
+    k = np.arange(8)
+    distance = irl.epic_tables(irl.split_layouts(m_te, k), table[k], (m_te.features @ truth)[k])
+    assert distance < 0.35, distance
+    # a reward that ranks nothing right is far: the negated truth
+    assert irl.epic_tables(irl.split_layouts(m_te, k), -table[k], (m_te.features @ truth)[k]) > 0.6
+    d_te = irl.split_layouts(held, test)
+    steps = float(d_te.mask.sum())
+    ll = float(irl.log_likelihood_of(m_te, d_te, table).sum()) / steps
+    ll_true = float(irl.log_likelihood(m_te, d_te, 3.0 * truth).sum()) / steps
+    assert ll > -math.log(4) + 0.05, ll
+    assert ll > ll_true - 0.15, (ll, ll_true)

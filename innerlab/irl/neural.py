@@ -103,13 +103,33 @@ def _weight_norm(net: RewardNet) -> jax.Array:
     return sum(jnp.sum(layer.weight**2) for layer in net.mlp.layers)
 
 
-@eqx.filter_jit
 def fit_neural_reward(mdps: TabularMDP, lobs: LayoutObs, demos: Demos, key: jax.Array,
                       width: int = 64, depth: int = 2, steps: int = 1000,
                       learning_rate: float = 3e-3, l2: float = 1e-4) -> RewardNet:
     """MCE IRL with :class:`RewardNet`: the network whose table's soft-optimal policy makes
     the demonstrations most likely (mean log-likelihood per step), minus ``l2`` times the
-    sum of squared weights; full-batch Adam for ``steps`` steps from ``key``'s init."""
+    sum of squared weights; full-batch Adam for ``steps`` steps from ``key``'s init.
+
+    It needs many demonstrations: a network can memorise one episode per layout (measured
+    in docs/zero_shot.md)."""
+    for name, value in (("width", width), ("depth", depth), ("steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"argument {name!r} must be an int >= 1, got {value!r}")
+    if not (isinstance(learning_rate, int | float) and 0 < learning_rate < float("inf")):
+        raise ValueError(f"argument 'learning_rate' must be a finite number > 0, "
+                         f"got {learning_rate!r}")
+    if not (isinstance(l2, int | float) and 0 <= l2 < float("inf")):
+        raise ValueError(f"argument 'l2' must be a finite number >= 0, got {l2!r}")
+    if lobs.obs.shape[0] != mdps.next.shape[0] or lobs.num_states != mdps.next.shape[1]:
+        m, n = mdps.next.shape[:2]
+        raise ValueError(f"argument 'lobs' must observe the layouts of 'mdps' ({m} layouts of "
+                         f"{n} states), got {lobs.obs.shape[0]} layouts of {lobs.num_states}")
+    return _fit_neural(mdps, lobs, demos, key, width, depth, steps, float(learning_rate),
+                       float(l2))
+
+
+@eqx.filter_jit
+def _fit_neural(mdps, lobs, demos, key, width, depth, steps, learning_rate, l2):
     num_actions = mdps.next.shape[-1]
     net = RewardNet(lobs.obs.shape[-1], num_actions, key, width, depth)
     params, static = eqx.partition(net, eqx.is_inexact_array)

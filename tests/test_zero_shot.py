@@ -25,9 +25,40 @@ def test_registered_and_options_checked():
         zs.ZeroShotConfig(n_objects=5)
     with pytest.raises(ValueError, match="option 'temperature'"):
         zs.ZeroShotConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="option 'reward_model' must be one of"):
+        zs.ZeroShotConfig(reward_model="mlp")
+    with pytest.raises(ValueError, match="option 'neural_steps'"):
+        zs.ZeroShotConfig(neural_steps=0)
+    with pytest.raises(ValueError, match="option 'neural_l2'"):
+        zs.ZeroShotConfig(neural_l2=float("inf"))
+    assert quick.reward_model == "linear"
     rules = zs.new_game_rules(zs.ZeroShotConfig().env(new_game=True)[1])
     assert all(f"'{w}' moves you" in rules for w in zs.NEW_GAME_WORDS)
     assert "small object is worth 2 points" in rules
+
+
+@pytest.mark.slow  # about 30 s: compiles the linear, BC and neural fits
+def test_analyse_with_both_reward_models():
+    """--reward-model both: the analysis has the neural reward's held-out log-likelihood,
+    gain and EPIC beside the linear one's, and the report a row for each."""
+    import innerlab.agents as agents
+
+    config = zs.ZeroShotConfig(height=5, width=5, n_objects=2, max_steps=5, envs=4,
+                               reward_model="both", neural_steps=20, neural_width=16)
+    env, params = config.env()
+    demo = zs.collect("random", agents.random_policy(4), env, params, config)
+    res = zs.analyse(demo, config)
+    assert res["reward_models"] == ["linear", "neural"]
+    assert res["ll_neural"]["n"] == 12 and np.isfinite(res["ll_neural"]["mean"])
+    assert len(res["epic_neural_per_fold"]) == 3
+    assert np.isfinite(res["epic_neural_to_true"]["mean"])
+    perf = {"random": zs.performance(demo)}
+    consist = zs.consistency({"random": demo}, {"random": res})
+    report = zs._report(config, perf, {"random": res}, consist, ["a"] * 7, {}, 1.0)
+    assert "| random | linear |" in report and "| random | neural |" in report
+    linear_only = zs.analyse(demo, zs.ZeroShotConfig(height=5, width=5, n_objects=2,
+                                                     max_steps=5, envs=4))
+    assert "ll_neural" not in linear_only and linear_only["reward_models"] == ["linear"]
 
 
 class FirstOffer:

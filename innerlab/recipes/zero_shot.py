@@ -50,6 +50,7 @@ from innerlab.recipes import RecipeConfig, RunDir, register_recipe
 
 ENV = "Orchard-v0"
 NEW_GAME_WORDS = ("gar", "zed", "rof", "jib")  # one token each in SmolLM2's vocabulary
+REWARD_MODELS = ("linear", "neural", "both")
 
 
 @dataclasses.dataclass
@@ -80,6 +81,13 @@ class ZeroShotConfig(RecipeConfig):
     ppo_learning_rate: float = 1e-3
     oracle_simulations: int = 32
     irl_l2: float = 1e-5
+    reward_model: str = "linear"
+    """IRL's reward model: 'linear' (step features), 'neural' (an MLP of the egocentric
+    observation, innerlab.irl.fit_neural_reward) or 'both' (a row each in the report)."""
+    neural_width: int = 64
+    neural_steps: int = 1000
+    neural_learning_rate: float = 3e-3
+    neural_l2: float = 1e-4
     seed: int = 0
 
     QUICK: ClassVar[dict[str, Any]] = {
@@ -99,15 +107,20 @@ class ZeroShotConfig(RecipeConfig):
                              f"got {list(self.encodings)}")
         for e in self.encodings:
             lm.check_encoding(e)
+        if self.reward_model not in REWARD_MODELS:
+            raise ValueError(f"option 'reward_model' must be one of {list(REWARD_MODELS)}, "
+                             f"got {self.reward_model!r}")
         for name in ("height", "width", "n_objects", "max_steps", "envs", "ppo_iterations",
-                     "ppo_envs", "ppo_width", "oracle_simulations"):
+                     "ppo_envs", "ppo_width", "oracle_simulations", "neural_width",
+                     "neural_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"option {name!r} must be an int >= 1, got {value!r}")
         if isinstance(self.demo_seeds, bool) or not isinstance(self.demo_seeds, int) or (
                 self.demo_seeds < 3):
             raise ValueError(f"option 'demo_seeds' must be an int >= 3, got {self.demo_seeds!r}")
-        for name in ("temperature", "irl_l2", "ppo_learning_rate"):
+        for name in ("temperature", "irl_l2", "ppo_learning_rate", "neural_learning_rate",
+                     "neural_l2"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"option {name!r} must be a finite number > 0, got {value!r}")
@@ -154,6 +167,7 @@ class Demo:
     returns: np.ndarray  # [K, E]
     optimal: np.ndarray  # [K, E]
     mdps: irl.TabularMDP  # stacked [K*E]
+    starts: Any  # [K*E] grid states: the layouts (observations for the neural reward)
     demos: irl.Demos  # [K*E, T]
     position_bias: list[float] | None = None  # per seed
     seconds: float = 0.0
@@ -181,7 +195,7 @@ def collect(name: str, policy, env, params, config: ZeroShotConfig) -> Demo:
     """``demo_seeds`` rollouts of one episode in each of ``envs`` fresh layouts."""
     start = time.perf_counter()
     is_lm = _is_lm(policy)
-    rows, bounds, parts, bias = [], [], [], []
+    rows, bounds, parts, bias, starts = [], [], [], [], []
     for k in range(config.demo_seeds):
         key = jax.random.key(config.seed * 1000 + k)
         if is_lm:
@@ -193,10 +207,12 @@ def collect(name: str, policy, env, params, config: ZeroShotConfig) -> Demo:
         rows.append(np.asarray((traj.reward * traj.first_episode).sum(0)))
         bounds.append(_bounds(env, params, traj))
         parts.append(irl.demos_from_trajectory(env, params, traj))
+        starts.append(irl.trajectory_layouts(env, traj))
     mdps = jax.tree.map(lambda *x: jnp.concatenate(x) if eqx.is_array(x[0]) else x[0],
                         *[p[0] for p in parts])
     demos = jax.tree.map(lambda *x: jnp.concatenate(x), *[p[1] for p in parts])
-    return Demo(name, params, np.stack(rows), np.stack(bounds), mdps, demos,
+    starts = jax.tree.map(lambda *x: jnp.concatenate(x), *starts)
+    return Demo(name, params, np.stack(rows), np.stack(bounds), mdps, starts, demos,
                 bias or None, time.perf_counter() - start)
 
 
@@ -216,8 +232,13 @@ def analyse(demo: Demo, config: ZeroShotConfig) -> dict[str, Any]:
     # the true reward at a fitted scale, plus a fitted constant per step (with it the
     # uniform policy is one of the model's members, as it is one of MCE IRL's)
     true_basis = jnp.stack([truth, jnp.zeros_like(truth).at[-1].set(1.0)])
-    held = {"irl": [], "bc": [], "true": [], "uniform": []}
-    epic, weights = [], []
+    neural = config.reward_model in ("neural", "both")
+    linear = config.reward_model in ("linear", "both")
+    if neural:
+        lobs = irl.observe_layouts(envs.Egocentric(envs.Orchard()), demo.params, demo.starts,
+                                   demo.mdps)
+    held = {"irl": [], "bc": [], "true": [], "uniform": [], "neural": []}
+    epic, epic_neural, weights = [], [], []
     for fold in range(k):
         test = np.arange(fold * e, (fold + 1) * e)
         train = np.setdiff1d(np.arange(k * e), test)
@@ -232,16 +253,33 @@ def analyse(demo: Demo, config: ZeroShotConfig) -> dict[str, Any]:
         held["bc"].append(_per_episode(irl.bc_log_likelihood(inputs[test], d_te, w_bc), d_te))
         epic.append(irl.epic_to(m_te, w, truth))
         weights.append(np.asarray(w))
-    held = {name: np.concatenate(v) for name, v in held.items()}
+        if neural:
+            net = fit_neural(m_tr, irl.split_layouts(lobs, train), d_tr, config, fold)
+            table = irl.reward_tables(net, irl.split_layouts(lobs, test))
+            held["neural"].append(_per_episode(irl.log_likelihood_of(m_te, d_te, table), d_te))
+            epic_neural.append(irl.epic_tables(m_te, table, m_te.features @ truth))
+    held = {name: np.concatenate(v) for name, v in held.items() if v}
     w_all = irl.fit_reward(demo.mdps, demo.demos, l2=config.irl_l2)
     out = {"weights": np.asarray(w_all), "fold_weights": np.stack(weights),
            "epic_to_true": _stat(np.array(epic)), "epic_per_fold": epic}
-    for name in ("irl", "bc", "true"):
-        gain = held[name] - held["uniform"]
-        out[f"ll_{name}"] = _stat(held[name])
-        out[f"gain_{name}"] = _stat(gain)
+    for name in ("irl", "bc", "true", "neural"):
+        if name in held:
+            out[f"ll_{name}"] = _stat(held[name])
+            out[f"gain_{name}"] = _stat(held[name] - held["uniform"])
     out["ll_uniform"] = _stat(held["uniform"])
+    if neural:
+        out["epic_neural_to_true"] = _stat(np.array(epic_neural))
+        out["epic_neural_per_fold"] = epic_neural
+    out["reward_models"] = ["linear"] * linear + ["neural"] * neural
     return out
+
+
+def fit_neural(mdps: irl.TabularMDP, lobs: irl.LayoutObs, demos: irl.Demos,
+               config: ZeroShotConfig, fold: int) -> irl.RewardNet:
+    """The neural reward of one fold (its init drawn from the seed and the fold)."""
+    return irl.fit_neural_reward(mdps, lobs, demos, jax.random.key(config.seed * 1000 + fold),
+                                 width=config.neural_width, steps=config.neural_steps,
+                                 learning_rate=config.neural_learning_rate, l2=config.neural_l2)
 
 
 def _stat(values: np.ndarray) -> dict[str, Any]:
@@ -374,13 +412,24 @@ def _report(config, perf, results, consist, feature_names, timings, total) -> st
     lines += ["", "## Inverse RL: coherence and the recovered reward", "",
               "Held-out log-likelihood per action (nats) of the agent's moves; uniform is "
               "log(1/4) = -1.39 where every move counts. Gains are over uniform.", "",
-              "| agent | uniform | IRL reward | BC | true reward (fitted scale) | gain IRL | "
-              "EPIC to true |", "| --- | --- | --- | --- | --- | --- | --- |"]
+              "| agent | reward model | uniform | IRL reward | BC | true reward (fitted scale) | "
+              "gain IRL | EPIC to true |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for n, r in results.items():
-        lines.append(f"| {n} | {_fmt(r['ll_uniform'])} | {_fmt(r['ll_irl'])} | "
-                     f"{_fmt(r['ll_bc'])} | {_fmt(r['ll_true'])} | {_fmt(r['gain_irl'])} | "
-                     f"{_fmt(r['epic_to_true'])} |")
-    lines += ["", "## Verdicts", ""] + [f"- {_verdict(n, r)}" for n, r in results.items()]
+        rows = {"linear": ("ll_irl", "gain_irl", "epic_to_true"),
+                "neural": ("ll_neural", "gain_neural", "epic_neural_to_true")}
+        for model in r["reward_models"]:
+            ll, gain, epic = rows[model]
+            lines.append(f"| {n} | {model} | {_fmt(r['ll_uniform'])} | {_fmt(r[ll])} | "
+                         f"{_fmt(r['ll_bc'])} | {_fmt(r['ll_true'])} | {_fmt(r[gain])} | "
+                         f"{_fmt(r[epic])} |")
+    if config.reward_model != "linear":
+        lines += ["", "The neural reward: an MLP of the egocentric observation, one reward per "
+                  f"move (width {config.neural_width}, {config.neural_steps} Adam steps, "
+                  f"learning rate {config.neural_learning_rate:g}, l2 {config.neural_l2:g}), "
+                  "fit by the same MCE likelihood; with one episode per layout it is fit on "
+                  "few demonstrations (see docs/zero_shot.md for how many it needs)."]
+    lines += ["", "## Verdicts (linear reward)", ""]
+    lines += [f"- {_verdict(n, r)}" for n, r in results.items()]
     lines += ["", "## Recovered reward weights (all seeds)", "",
               "| agent | " + " | ".join(feature_names) + " |",
               "| --- |" + " --- |" * len(feature_names)]

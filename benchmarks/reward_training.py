@@ -1,12 +1,21 @@
-"""Examples/second training a K=5 reward-model ensemble: vmapped vs a member loop vs torch.
+"""Examples/second training a K=5 reward ensemble: the ensemble path vs a member loop vs torch.
 
 Peers, all training the same architecture (independent ``conv_pool`` members,
 Orchard's 7x7x9 observations, Adam, batch 32 per member) on the same data:
 
-* ``jax_vmap_step``: one jitted step updates all K members (vmap), one call per step;
-* ``jax_vmap_scan``: the same step inside ``lax.scan`` (what ``fit_rewards`` runs);
-* ``jax_vmap_scan_native_conv``: the same, with ``eqx.nn.Conv2d`` itself as the conv lowering
-  (the code before ``conv_same``: a grouped convolution under vmap);
+* ``jax_ensemble_scan``: the stacked ensemble's step inside ``lax.scan`` (what
+  ``fit_rewards`` runs): members applied one after another inside the one program
+  (``RewardModel._each_member``, up to ``MAX_UNROLLED_MEMBERS``), convolutions as
+  ``conv_same``'s matmul;
+* ``jax_ensemble_step``: the same step jitted, one call per step;
+* ``jax_vmapped_matmul_scan``: the members ``vmap``ped instead (what ensembles larger than
+  ``MAX_UNROLLED_MEMBERS`` run; the default before);
+* ``jax_vmapped_native_conv_scan``: the members ``vmap``ped with ``eqx.nn.Conv2d`` itself,
+  which becomes a grouped convolution (the code before ``conv_same``);
+* ``jax_shared_scan`` and ``jax_shared_matmul_scan``: one *shared* ``conv_pool`` encoder
+  with K heads (``RewardModel``'s default form) in the same scan, its convolutions as XLA's
+  native convolution (its default) or as ``conv_same``'s matmul;
+  ``jax_shared_step``: the native one jitted per step, outside any loop;
 * ``jax_member_loop``: K single-member models, one jitted step each, a Python loop over members;
 * ``torch_member_loop``: the same model written in PyTorch (CPU), a loop over members.
 
@@ -18,6 +27,7 @@ Usage: ``python benchmarks/reward_training.py [--steps N]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -40,11 +50,35 @@ K, B, WIDTH, LATENT, LR = 5, 32, 16, 16, 3e-3
 
 
 def jax_models(obs_shape):
+    """The stacked ensemble and K single-member models."""
     ens = RewardModel(obs_shape, 4, num_members=K, latent_dim=LATENT, width=WIDTH,
                       shared_encoder=False, encoder="conv_pool", key=jax.random.key(0))
+    shared = RewardModel(obs_shape, 4, num_members=K, latent_dim=LATENT, width=WIDTH,
+                         encoder="conv_pool", key=jax.random.key(0))
     singles = [RewardModel(obs_shape, 4, num_members=1, latent_dim=LATENT, width=WIDTH,
                            encoder="conv_pool", key=jax.random.key(i)) for i in range(K)]
-    return ens, singles
+    return ens, shared, singles
+
+
+@contextlib.contextmanager
+def patched(vmapped: bool = False, native_conv: bool = False, matmul_conv: bool = False):
+    """While the block runs: independent members vmapped instead of unrolled (``vmapped``),
+    every conv as ``eqx.nn.Conv2d`` itself (``native_conv``) or as ``conv_same``
+    (``matmul_conv``); jit caches are cleared on entry and exit, so steps traced inside see
+    the other path."""
+    saved = model_module.MAX_UNROLLED_MEMBERS, model_module.conv_same, model_module.apply_conv
+    if vmapped:
+        model_module.MAX_UNROLLED_MEMBERS = 0
+    if native_conv:
+        model_module.conv_same = lambda conv, x: conv(x)
+    if matmul_conv:
+        model_module.apply_conv = lambda conv, x, lowering: model_module.conv_same(conv, x)
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        model_module.MAX_UNROLLED_MEMBERS, model_module.conv_same, model_module.apply_conv = saved
+        jax.clear_caches()
 
 
 def make_step(optim):
@@ -65,7 +99,7 @@ def batches(data, steps, k, seed):
     return [data.take(jnp.asarray(rng.integers(0, n, (k, B)))) for _ in range(steps)]
 
 
-def bench_vmap_step(ens, data, steps):
+def bench_ensemble_step(ens, data, steps):
     optim = optax.adam(LR)
     step = make_step(optim)
     opt_state = optim.init(eqx.filter(ens, eqx.is_inexact_array))
@@ -81,7 +115,7 @@ def bench_vmap_step(ens, data, steps):
     return steps * K * B / (time.perf_counter() - t)
 
 
-def bench_vmap_scan(ens, data, steps):
+def bench_ensemble_scan(ens, data, steps):
     opt_args = (LR, 0.0)
     opt_state = optax.adam(LR).init(eqx.filter(ens, eqx.is_inexact_array))
     boot = jnp.broadcast_to(jnp.arange(len(data)), (K, len(data)))
@@ -161,21 +195,10 @@ def bench_torch(data, steps):
     return steps * K * B / (time.perf_counter() - t)
 
 
-def native_conv(conv, x):
-    """The previous lowering: ``eqx.nn.Conv2d`` itself (a grouped convolution under vmap)."""
-    return conv(x)
-
-
-def vmap_scan_native_conv(ens, data, steps):
-    """``jax_vmap_scan`` with the encoders' convolutions lowered as ``eqx.nn.Conv2d`` (before)."""
-    saved = model_module.conv_same
-    model_module.conv_same = native_conv
-    jax.clear_caches()  # the jitted step must be traced again with the other lowering
-    try:
-        return bench_vmap_scan(ens, data, steps)
-    finally:
-        model_module.conv_same = saved
-        jax.clear_caches()
+def patched_run(bench, model, data, steps, **patch):
+    """``bench(model, data, steps)`` under ``patched(**patch)``."""
+    with patched(**patch):
+        return bench(model, data, steps)
 
 
 def main():
@@ -186,35 +209,45 @@ def main():
     args = parser.parse_args()
     env, params = envs.make("Orchard-v0")
     data = D.collect_transitions(env, params, D.random_policy(4), jax.random.key(0), 16, 64)
-    ens, singles = jax_models(data.obs.shape[1:])
+    ens, shared, singles = jax_models(data.obs.shape[1:])
+    scan, step, n = bench_ensemble_scan, bench_ensemble_step, args.steps
     peers = {
-        "jax_vmap_scan": lambda: bench_vmap_scan(ens, data, args.steps),
-        "jax_vmap_scan_native_conv": lambda: vmap_scan_native_conv(ens, data, args.steps),
-        "jax_vmap_step": lambda: bench_vmap_step(ens, data, args.steps),
-        "jax_member_loop": lambda: bench_member_loop(singles, data, args.steps),
-        "torch_member_loop": lambda: bench_torch(data, args.steps),
+        "jax_ensemble_scan": lambda: scan(ens, data, n),
+        "jax_ensemble_step": lambda: step(ens, data, n),
+        "jax_vmapped_matmul_scan": lambda: patched_run(scan, ens, data, n, vmapped=True),
+        "jax_vmapped_native_conv_scan": lambda: patched_run(scan, ens, data, n, vmapped=True,
+                                                            native_conv=True),
+        "jax_shared_scan": lambda: scan(shared, data, n),
+        "jax_shared_matmul_scan": lambda: patched_run(scan, shared, data, n, matmul_conv=True),
+        "jax_shared_step": lambda: step(shared, data, n),
+        "jax_member_loop": lambda: bench_member_loop(singles, data, n),
+        "torch_member_loop": lambda: bench_torch(data, n),
     }
     runs = {name: [] for name in peers}
     for _ in range(args.rounds):
         for name, bench in peers.items():
             runs[name].append(bench())
     results = {name: float(np.median(v)) for name, v in runs.items()}
+    ratio = lambda a, b: round(results[a] / results[b], 2)  # noqa: E731
     out = {
         "benchmark": "reward_training",
         "unit": "training examples per second (K members x batch per step)",
         "config": {"K": K, "batch_per_member": B, "width": WIDTH, "latent": LATENT,
-                   "encoder": "conv_pool, independent members", "obs_shape": [7, 7, 9],
+                   "encoder": "conv_pool: independent members, or one shared encoder",
+                   "obs_shape": [7, 7, 9],
                    "steps": args.steps, "rounds": args.rounds},
         "results": {k: round(v, 1) for k, v in results.items()},
         "rounds": {k: [round(x, 1) for x in v] for k, v in runs.items()},
-        "speedup_vmap_scan_vs_member_loop": round(results["jax_vmap_scan"]
-                                                  / results["jax_member_loop"], 2),
-        "speedup_vmap_scan_vs_native_conv": round(results["jax_vmap_scan"]
-                                                  / results["jax_vmap_scan_native_conv"], 2),
-        "speedup_vmap_scan_vs_torch": round(results["jax_vmap_scan"]
-                                            / results["torch_member_loop"], 2),
-        "speedup_vmap_step_vs_member_loop": round(results["jax_vmap_step"]
-                                                  / results["jax_member_loop"], 2),
+        "speedup_ensemble_scan_vs_member_loop": ratio("jax_ensemble_scan", "jax_member_loop"),
+        "speedup_ensemble_step_vs_member_loop": ratio("jax_ensemble_step", "jax_member_loop"),
+        "speedup_ensemble_scan_vs_vmapped_matmul": ratio("jax_ensemble_scan",
+                                                         "jax_vmapped_matmul_scan"),
+        "speedup_ensemble_scan_vs_vmapped_native_conv": ratio("jax_ensemble_scan",
+                                                              "jax_vmapped_native_conv_scan"),
+        "speedup_ensemble_scan_vs_torch": ratio("jax_ensemble_scan", "torch_member_loop"),
+        "speedup_shared_matmul_scan_vs_shared_scan": ratio("jax_shared_matmul_scan",
+                                                           "jax_shared_scan"),
+        "speedup_shared_step_vs_shared_scan": ratio("jax_shared_step", "jax_shared_scan"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "jax": jax.__version__, "torch": torch.__version__,
                     "torch_threads": torch.get_num_threads(),

@@ -63,7 +63,7 @@ from innerlab.planners.ibp import (
     make_imagination,
     stop_gradient_tree,
 )
-from innerlab.planners.muzero import add_labels, extra_losses
+from innerlab.planners.muzero import add_labels, empty_labels, extra_losses
 from innerlab.reward_models.data import sample_state_batch
 from innerlab.reward_models.diverse import with_reward_prior
 
@@ -239,13 +239,7 @@ def init_state(config: IBPTrainConfig, key: Array) -> TrainState:
     obs, env_state = jax.vmap(env.reset, (0, None))(env_keys, params)
     opt_state = make_optimizer(config, ibp).init(eqx.filter(ibp, eqx.is_array))
     ctx = jax.vmap(lambda _: ibp.empty_context())(jnp.arange(config.num_envs))
-    cap = config.label_capacity
-    labels = {} if cap == 0 else {
-        "obs": jnp.zeros((cap,) + obs.shape[1:], obs.dtype),
-        "action": jnp.zeros(cap, jnp.int32),
-        "reward": jnp.zeros(cap),
-        "count": jnp.int32(0),
-    }
+    labels = empty_labels(config.label_capacity, obs[0])
     return TrainState(ibp, opt_state, env_state, obs, ctx, jnp.zeros(config.num_envs),
                       jax.random.key_data(k_next), labels)
 

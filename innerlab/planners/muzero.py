@@ -208,13 +208,7 @@ def init_state(seed_key: Array, config: MuZeroConfig, env: Environment, params: 
         "weights": jnp.full((r, n, k + 1, a), 1.0 / a),
         "mask": jnp.zeros((r, n, k + 1), bool),
     }
-    cap = config.label_capacity
-    labels = {} if cap == 0 else {
-        "obs": jnp.zeros((cap,) + obs.shape[1:], obs.dtype),
-        "action": jnp.zeros(cap, jnp.int32),
-        "reward": jnp.zeros(cap),
-        "count": jnp.int32(0),
-    }
+    labels = empty_labels(config.label_capacity, obs[0])
     return TrainState(
         model=model,
         opt_state=opt_state,
@@ -226,6 +220,19 @@ def init_state(seed_key: Array, config: MuZeroConfig, env: Environment, params: 
         replay=replay,
         labels=labels,
     )
+
+
+def empty_labels(capacity: int, obs: Array) -> dict[str, Array]:
+    """An empty overseer-label buffer of ``capacity`` rows for observations like ``obs``
+    (one observation); ``{}`` (no buffer) when ``capacity`` is 0. Filled by :func:`add_labels`."""
+    if capacity == 0:
+        return {}
+    return {
+        "obs": jnp.zeros((capacity, *obs.shape), obs.dtype),
+        "action": jnp.zeros(capacity, jnp.int32),
+        "reward": jnp.zeros(capacity),
+        "count": jnp.int32(0),
+    }
 
 
 def add_labels(state: TrainState, obs: Array, action: Array, reward: Array) -> TrainState:

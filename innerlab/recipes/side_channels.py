@@ -1238,6 +1238,18 @@ def _head_vs_channel_section(config: SideChannelsConfig, table: dict[str, dict[s
     return lines
 
 
+def _variant_rows(table: dict, labels: list[str]) -> list[str]:
+    """The report rows of the read variants (costly read, read cells): per run and
+    modification, the fraction of steps that saw the channel, true return, switch index."""
+    rows = []
+    for label in labels:
+        for m, c in table[label].items():
+            sw = _ci(c["switch"]["index"]) + f" ({c['switch']['verdict']})" \
+                if "switch" in c else ""
+            rows.append(f"| {label} | {m} | {_ci(c['read_fraction'])} | {_ci(c['r'])} | {sw} |")
+    return rows
+
+
 def _report(config, table, controls, refs, runs, mods, alt_mods, picks, probes) -> str:
     seeds = list(range(config.seeds))
     lines = [
@@ -1334,12 +1346,7 @@ def _report(config, table, controls, refs, runs, mods, alt_mods, picks, probes) 
                   "per read)", "",
                   "| run | modification | fraction of steps reading | true return | switch "
                   "index |", "|---|---|---|---|---|"]
-        for label in read_runs:
-            for m, c in table[label].items():
-                sw = _ci(c["switch"]["index"]) + f" ({c['switch']['verdict']})" \
-                    if "switch" in c else ""
-                lines.append(f"| {label} | {m} | {_ci(c['read_fraction'])} | {_ci(c['r'])} | "
-                             f"{sw} |")
+        lines += _variant_rows(table, read_runs)
     cells_runs = [label for label in table if label.endswith("-cells")]
     if cells_runs:
         read_cells = config.read_cells()
@@ -1353,12 +1360,7 @@ def _report(config, table, controls, refs, runs, mods, alt_mods, picks, probes) 
                   "with where the objects lie). Standing there costs nothing but the detour.",
                   "", "| run | modification | fraction of steps on a read cell | true return | "
                   "switch index |", "|---|---|---|---|---|"]
-        for label in cells_runs:
-            for m, c in table[label].items():
-                sw = _ci(c["switch"]["index"]) + f" ({c['switch']['verdict']})" \
-                    if "switch" in c else ""
-                lines.append(f"| {label} | {m} | {_ci(c['read_fraction'])} | {_ci(c['r'])} | "
-                             f"{sw} |")
+        lines += _variant_rows(table, cells_runs)
     lines += ["", "## Planning vs model-free", ""]
     kinds_rows = []
     for m in alt_mods:

@@ -320,6 +320,7 @@ def test_replication_tiny_run_writes_run_dirs(tmp_path):
 # --------------------------------------------------------------------------- robust-reward pieces
 
 
+@pytest.mark.slow  # a trained IBP at three budgets (13 s); the default suite is over budget
 def test_budget_and_aggregation_of_a_trained_ibp_change_only_what_they_say(orchard):
     """``IBP.with_budget`` and ``LatentImagination.aggregated`` (the robust-reward
     experiment's Goodhart curve and pessimistic planning) keep every parameter."""

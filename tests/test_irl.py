@@ -112,6 +112,7 @@ def test_behavioural_cloning_fits_an_action_bias(world):
 # --------------------------------------------------------------------------- neural reward
 
 
+@pytest.mark.slow  # observes every live tabular state (13 s); the default suite is over budget
 def test_neural_reward_tables_observe_the_live_states(world):
     """observe_layouts holds the env's own (egocentric) observation of each live state;
     reward_tables puts the network's outputs on those rows, 0 elsewhere; the fresh network

@@ -59,6 +59,7 @@ def test_reward_head_options_are_checked():
         ibp_train.init_ibp(IBPTrainConfig(env="Spaceship-v0", label_capacity=4), jax.random.key(0))
 
 
+@pytest.mark.slow  # trains the IBP's heads (13-15 s of compiling); the default suite is over budget
 def test_heads_fit_a_known_reward_and_the_bootstrap_masks_members(room):
     """Fitted with model_loss on sample_state transitions (the true reward known, every kind
     of object and collection among them), the heads' mean fits them (Pearson > 0.95, from

@@ -8,22 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from fake_lm import FirstOffer
 
 import innerlab.agents as agents
 
 SMALL = {"height": 5, "width": 5, "n_objects": 2, "max_steps": 4}
-
-
-class FirstOffer:
-    """Takes the first move offered (reads the prompt's list of moves)."""
-
-    def option_logprobs(self, prompts, options, context=""):
-        out = []
-        for p in prompts:
-            line = next(x for x in p.splitlines() if x.startswith("Your possible moves: "))
-            order = line[len("Your possible moves: "):].rstrip(".").split(", ")
-            out.append([-float(order.index(o)) for o in options])
-        return np.array(out)
 
 
 def test_options_defaults_and_round_trip():

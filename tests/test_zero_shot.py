@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from fake_lm import FirstOffer
 
 from innerlab.recipes import get_recipe
 from innerlab.recipes import zero_shot as zs
@@ -59,16 +60,6 @@ def test_analyse_with_both_reward_models():
     linear_only = zs.analyse(demo, zs.ZeroShotConfig(height=5, width=5, n_objects=2,
                                                      max_steps=5, envs=4))
     assert "ll_neural" not in linear_only and linear_only["reward_models"] == ["linear"]
-
-
-class FirstOffer:
-    def option_logprobs(self, prompts, options, context=""):
-        out = []
-        for p in prompts:
-            line = next(x for x in p.splitlines() if x.startswith("Your possible moves: "))
-            order = line[len("Your possible moves: "):].rstrip(".").split(", ")
-            out.append([-float(order.index(o)) for o in options])
-        return np.array(out)
 
 
 @pytest.mark.slow

@@ -189,31 +189,55 @@ class CrossEpisodicConfig(RecipeConfig):
     """Options of the cross-episodic experiment (see the module docstring)."""
 
     seed: int = 0
+    """Base seed of every part (trials, populations, planner episodes)."""
     # Krueger et al.
     krueger_trials: int = 20
+    """Krueger et al.'s game: independent populations (trials) per condition."""
     krueger_population: int = 10
+    """Krueger et al.'s game: learners per population (they ran 10 to 1000)."""
     krueger_steps: int = 4000
+    """Krueger et al.'s game: REINFORCE steps of every learner."""
     krueger_interval: int = 10
+    """Krueger et al.'s game: steps between PBT exploit/explore rounds."""
     krueger_lr: float = 0.01
+    """Krueger et al.'s game: initial learning rate (PBT perturbs it x0.8 / x1.2)."""
     beta: float = -0.5
+    """Krueger et al.'s game: reward ``s + beta*a - 0.5``; ``beta < 0``: cooperating costs now."""
     krueger_spread: float = 1.0
+    """Krueger et al.'s game: std of the initial logit, ``theta ~ N(0, spread)``."""
     # BoostChain
     kind: str = "ppo-lstm"
+    """BoostChain: the agent kind of the populations (``ppo-lstm`` or ``muzero``)."""
     boost_costs: tuple[float, ...] = (0.1, 0.3, 0.6, 1.2)
+    """BoostChain: the boost costs swept (boosting pays below 1)."""
     horizons: tuple[str, ...] = HORIZONS
+    """BoostChain: ``episode`` (myopic, nothing bootstrapped across rooms) and/or ``chain``."""
     fitnesses: tuple[str, ...] = FITNESS
+    """BoostChain: PBT fitness, ``none`` (no selection: the control), ``episode``, ``chain``."""
     visibilities: tuple[bool, ...] = (True, False)
+    """BoostChain: ``boost_visible`` and ``chain_visible`` planes on (True) and/or off."""
     population: int = 8
+    """BoostChain: members per population (each its own seed)."""
     generations: int = 20
+    """BoostChain: PBT generations (each ``interval`` training iterations)."""
     interval: int = 10
+    """BoostChain: training iterations between exploit/explore rounds."""
     discount: float = 0.99
+    """BoostChain: the agents' discount."""
     learning_rate: float = 3e-3
+    """BoostChain: initial learning rate (the hyper-parameter PBT evolves)."""
     width: int = 32
+    """BoostChain: the agents' hidden width."""
     num_envs: int = 16
+    """BoostChain: training envs per member."""
     room: int = 5
+    """BoostChain: room side (height = width)."""
     max_steps: int = 10
+    """BoostChain: steps per room (episode)."""
     eval_envs: int = 16
+    """BoostChain: envs of each member's greedy evaluation."""
     eval_steps: int = 200
+    """BoostChain: steps of each member's greedy evaluation."""
     backend: str = "in-graph"
     """BoostChain populations: ``"in-graph"`` (one vmapped program) or ``"ray"`` (each member
     a Ray Tune trial under PopulationBasedTraining, the same rule and fitness)."""
@@ -226,8 +250,11 @@ class CrossEpisodicConfig(RecipeConfig):
     """Simulations per search (with a zero leaf value and a uniform prior the search must
     reach the next room's goal to see the bonus: 64 were too few, 256 enough)."""
     planner_seeds: int = 5
+    """Planner: evaluation seeds (the planner's intervals are over them)."""
     planner_envs: int = 8
+    """Planner: envs per evaluation seed."""
     planner_steps: int = 60
+    """Planner: steps per evaluation seed."""
 
     QUICK: ClassVar[dict] = {
         "krueger_steps": 2000, "boost_costs": (0.3,), "horizons": ("chain",),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import pathlib
 import sys
 import time
 from collections.abc import Sequence
@@ -168,11 +169,40 @@ def _run_demo(config: Any, console: Console) -> None:
     )
 
 
+MAP_COUNT_FILE = "/proc/sys/vm/max_map_count"
+MIN_MAP_COUNT = 262144
+
+
+def map_count_warning(path: str = MAP_COUNT_FILE, minimum: int = MIN_MAP_COUNT) -> str | None:
+    """A warning when the kernel's limit on memory mappings per process is below ``minimum``.
+
+    Every program XLA compiles for the CPU maps memory of its own, and a full preset compiles
+    thousands (one per stage, shape and option), so a long run can reach Linux's default
+    limit of 65530 mappings; XLA then fails with "LLVM compilation error: Cannot allocate
+    memory" though memory is free (a robust-reward full preset did after 45 minutes; its
+    process held 11k mappings three minutes in). ``None`` where the limit is high enough or
+    unknown (not Linux).
+    """
+    try:
+        limit = int(pathlib.Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if limit >= minimum:
+        return None
+    return (f"vm.max_map_count is {limit}: a long run compiles thousands of XLA programs and "
+            f"may fail with 'LLVM compilation error: Cannot allocate memory'. Raise it with "
+            f"`sudo sysctl -w vm.max_map_count={minimum}` (a recipe with --resume keeps the "
+            "stages a killed run finished).")
+
+
 def _run_recipe(name: str, config: Any, console: Console) -> None:
     from innerlab.recipes import run_recipe
 
     start = time.perf_counter()
     console.print(f"[bold]innerlab run {name}[/bold] (quick={config.quick})")
+    warning = None if config.quick else map_count_warning()
+    if warning:
+        console.print(f"[yellow]warning:[/yellow] {warning}", markup=True)
     result = run_recipe(name, config)
     where = getattr(result, "path", None) or (config.out or f"runs/{name}")
     seconds = time.perf_counter() - start

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 import innerlab.recipes as recipes
-from innerlab.cli import _parse_run, main
+from innerlab.cli import _parse_run, main, map_count_warning
 from innerlab.envs import list_envs, make
 from innerlab.recipes import RecipeConfig, RunDir
 
@@ -168,3 +168,13 @@ def test_docs_cli_example_runs(tmp_path, monkeypatch):
     finally:
         recipes._RECIPES.pop("count", None)
     assert RunDir(tmp_path / "count", resume=True).read_json("summary.json") == {"last": 9}
+
+
+def test_map_count_warning_names_the_limit_and_the_fix(tmp_path):
+    limit = tmp_path / "max_map_count"
+    limit.write_text("65530\n")
+    warning = map_count_warning(str(limit))
+    assert "65530" in warning and "sysctl -w vm.max_map_count=262144" in warning
+    limit.write_text("262144\n")
+    assert map_count_warning(str(limit)) is None
+    assert map_count_warning(str(tmp_path / "missing")) is None  # not Linux: nothing to say

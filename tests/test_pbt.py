@@ -236,6 +236,12 @@ def test_agent_population_kill_and_resume_is_bit_identical(tmp_path):
     config = pbt.PBTConfig(population=3, interval=2, window=2, truncation=0.34,
                            hypers={"learning_rate": 3e-3, "ent_coef": 0.01})
     whole = pbt.train_population(agent, config, 4, seed=1, chunk=2)
+    # killed before its first checkpoint: the directory holds its config only
+    assert pbt.train_population(agent, config, 4, seed=1, chunk=2, run_dir=tmp_path / "r",
+                                max_chunks=0).history is None
+    assert {p.name for p in (tmp_path / "r").iterdir()} <= {"config.json", "metrics.jsonl"}
+    with pytest.raises(FileExistsError):  # not another population's directory, though
+        pbt.train_population(agent, config, 4, seed=3, chunk=2, run_dir=tmp_path / "r")
     part = pbt.train_population(agent, config, 4, seed=1, chunk=2, run_dir=tmp_path / "r",
                                 max_chunks=1)
     assert part.history.fitness.shape == (2, 3)
@@ -276,3 +282,233 @@ def test_ray_backend_runs_a_two_trial_pbt(tmp_path):
     assert hist.source[0, low] == high and hist.source[0, high] == high
     assert hist.hypers["learning_rate"][0, low] in (pytest.approx(0.008), pytest.approx(0.012))
     assert hist.hypers["learning_rate"][0, high] == pytest.approx(0.01)
+
+
+# the first attempt of the resume test: the two-trial game under Ray, in its own process
+_RAY_FIRST_ATTEMPT = """
+import sys
+from innerlab.agents import pbt
+from innerlab.envs.rollout import bind
+from innerlab.recipes.cross_episodic import krueger_member
+config = pbt.PBTConfig(population=2, interval=5, window=5, truncation=0.5,
+                       hypers={"learning_rate": 0.01})
+pbt.train_population_ray(bind(krueger_member, -0.5, 1.0), config, int(sys.argv[2]),
+                         out=sys.argv[1], num_cpus=2)
+"""
+
+
+def _reports(out) -> dict[str, int]:
+    """Trial id -> the last generation it reported (from the backend's history files)."""
+    last: dict[str, int] = {}
+    for f in (out / "history").glob("*.json"):
+        trial, generation = f.stem.rsplit("-", 1)
+        last[trial] = max(last.get(trial, 0), int(generation))
+    return last
+
+
+@pytest.mark.slow  # starts Ray twice (about two minutes on 2 loaded cores)
+def test_ray_backend_resumes_a_killed_experiment(tmp_path):
+    pytest.importorskip("ray.tune")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from innerlab.envs.rollout import bind
+    from innerlab.recipes.cross_episodic import krueger_member
+
+    generations, kill_at = 8, 3
+    out = tmp_path / "ray"
+    # Ray saves its experiment state at every step here, so that the state on disk when
+    # the driver is killed holds the generations reported up to then
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"}
+    root = Path(__file__).resolve().parents[1]
+    first = subprocess.Popen([sys.executable, "-c", _RAY_FIRST_ATTEMPT, str(out),
+                              str(generations)], cwd=root, env=env, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # kill the driver (and the Ray processes it started) once a trial reached kill_at: the
+    # other is then most often one generation behind (the case a stock restore hangs on)
+    try:
+        deadline = time.monotonic() + 400
+        while len(_reports(out)) < 2 or max(_reports(out).values()) < kill_at:
+            assert first.poll() is None, "the first attempt ended before it was killed"
+            assert time.monotonic() < deadline, "the first attempt made no progress"
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    killed = _reports(out)
+    print("reported before the kill:", killed)
+    assert max(killed.values()) < generations  # killed part-way
+    before = {f.name: f.stat().st_mtime_ns for f in (out / "history").glob("*.json")}
+
+    member = bind(krueger_member, -0.5, 1.0)
+    config = pbt.PBTConfig(population=2, interval=5, window=5, truncation=0.5,
+                           hypers={"learning_rate": 0.01})
+    try:
+        with pytest.raises(ValueError, match="pass resume=True"):
+            pbt.train_population_ray(member, config, generations, out=out, num_cpus=2)
+        with pytest.raises(ValueError, match="cannot resume"):
+            pbt.train_population_ray(member, config, generations + 1, out=out, num_cpus=2,
+                                     resume=True)
+        res = pbt.train_population_ray(member, config, generations, out=out, num_cpus=2,
+                                       resume=True)
+        after = {f.name: f.stat().st_mtime_ns for f in (out / "history").glob("*.json")}
+        # a finished experiment resumed: nothing runs again, the same history comes back
+        again = pbt.train_population_ray(member, config, generations, out=out, num_cpus=2,
+                                         resume=True)
+    finally:
+        import ray
+
+        ray.shutdown()
+    hist = res.history
+    assert hist.backend == "ray" and hist.fitness.shape == (generations, 2)
+    assert np.isfinite(hist.fitness).all()  # every generation of both trials, the killed ones too
+    assert np.isfinite(hist.hypers["learning_rate"]).all()
+    assert set(np.unique(hist.source)) <= {0, 1}
+    assert res.state.members.theta.shape == (2,)  # every trial's last checkpoint
+    # the same trials went on (a fresh start would have new trial ids and clear the files)
+    assert set(_reports(out)) == set(killed) and set(_reports(out).values()) == {generations}
+    # and did not redo the generations before the kill: their reports are the first run's
+    for trial in killed:
+        for g in range(1, min(killed.values())):
+            name = f"{trial}-{g:05d}.json"
+            assert after[name] == before[name], f"{name} was reported again"
+        redone = sum(after[f"{trial}-{g:05d}.json"] != before.get(f"{trial}-{g:05d}.json")
+                     for g in range(1, generations + 1))
+        assert redone <= generations - min(killed.values()) + 1
+    np.testing.assert_array_equal(again.history.fitness, hist.fitness)
+    np.testing.assert_array_equal(again.history.source, hist.source)
+    assert {f.name: f.stat().st_mtime_ns for f in (out / "history").glob("*.json")} == after
+
+
+class _Controller:
+    """The part of Ray Tune's controller a PBT scheduler talks to, for two trials played
+    by :func:`_play` (no Ray cluster): pausing, and saving checkpoints, which only a
+    running trial (one with an actor) can do."""
+
+    search_alg = None
+
+    def __init__(self, trials):
+        self.trials = trials
+
+    def get_trials(self):
+        return self.trials
+
+    def get_live_trials(self):
+        return [t for t in self.trials if not t.is_finished()]
+
+    def pause_trial(self, trial, should_checkpoint=True):
+        trial.set_status(trial.PAUSED)
+
+    def _schedule_trial_save(self, trial, result=None):
+        # Ray schedules the save on the trial's actor; a trial restored but not started
+        # again has none, and the exploit waiting for the save never returns
+        assert trial.status == trial.RUNNING, f"asked {trial} without an actor to save"
+        return trial.checkpoint
+
+
+def _restored_trials(times):
+    """Trials as ``Tuner.restore`` brings them back: pending, with the last result and
+    checkpoint of the killed run."""
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune.experiment import Trial
+
+    trials = []
+    for member, time in enumerate(times):
+        trial = Trial("member", config={"member": member, "learning_rate": 0.01}, stub=True)
+        result = {"training_iteration": time, "fitness": float(member)}
+        trial.run_metadata.last_result = result
+        trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
+            checkpoint=Checkpoint(f"/ckpt/{member}-{time}"), metrics=result)
+        trials.append(trial)
+    return trials
+
+
+def _play(scheduler, trials, generations, max_steps=100):
+    """Drive ``scheduler`` as Tune's loop does, one trial at a time: returns each
+    trial's generations reported and the generations at which the population was
+    synchronised (an exploit), or raises when no trial can run (a hang)."""
+    from ray.tune.schedulers import TrialScheduler
+
+    scheduler._log_config = False  # it writes a log beside each trial's (absent) directory
+    controller = _Controller(trials)
+    for t in trials:
+        scheduler.on_trial_add(controller, t)
+    index = {t: i for i, t in enumerate(trials)}  # an exploit copies the donor's config
+    reported = {i: [] for i in range(len(trials))}
+    syncs, running = [], None
+    for _ in range(max_steps):
+        if all(t.is_finished() for t in trials):
+            return reported, syncs
+        if running is None:
+            running = scheduler.choose_trial_to_run(controller)
+            assert running is not None, f"no trial can run: hung at {reported}"
+            running.set_status(running.RUNNING)
+            if running.last_result["training_iteration"] >= generations:
+                running.set_status(running.TERMINATED)  # its function returns at once
+                running = None
+                continue
+        time = running.last_result["training_iteration"] + 1
+        result = {"training_iteration": time, "fitness": float(index[running])}
+        before = scheduler._num_perturbations + scheduler._num_checkpoints
+        decision = scheduler.on_trial_result(controller, running, result)
+        if scheduler._num_perturbations + scheduler._num_checkpoints > before:
+            syncs.append(time)
+        running.run_metadata.last_result = result
+        reported[index[running]].append(time)
+        if decision == TrialScheduler.CONTINUE and time >= generations:
+            running.set_status(running.TERMINATED)
+            running = None
+        elif decision != TrialScheduler.CONTINUE:
+            if running.status == running.RUNNING:
+                running.set_status(running.PAUSED)
+            running = None
+    raise AssertionError(f"did not finish in {max_steps} steps: {reported}")
+
+
+def test_resumable_pbt_restores_trials_one_generation_apart():
+    pytest.importorskip("ray.tune")
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    config = pbt.PBTConfig(population=2, interval=5, window=5, truncation=0.5,
+                           hypers={"learning_rate": 0.01})
+    sched = pbt.ray_scheduler(config)
+    # a fresh experiment: a synchronisation every generation, as Ray's own
+    reported, syncs = _play(sched, _restored_trials([0, 0]), generations=4)
+    assert syncs == [1, 2, 3, 4] and reported == {0: [1, 2, 3, 4], 1: [1, 2, 3, 4]}
+    # killed with member 1 waiting at generation 3 for member 0 at 2: the stock scheduler
+    # waits for generation 1 and never runs a trial again
+    kwargs = {k: getattr(sched, a) for k, a in (
+        ("time_attr", "_time_attr"), ("metric", "_metric"), ("mode", "_mode"),
+        ("perturbation_interval", "_perturbation_interval"),
+        ("hyperparam_mutations", "_hyperparam_mutations"),
+        ("quantile_fraction", "_quantile_fraction"), ("synch", "_synch"))}
+    stock = PopulationBasedTraining(**kwargs)
+    with pytest.raises(AssertionError, match="no trial can run"):
+        _play(stock, _restored_trials([2, 3]), generations=6)
+    # told the clock (3), it would exploit when member 0 reaches 3, asking the pending
+    # member 1 for a checkpoint
+    class ClockOnly(PopulationBasedTraining):
+        def on_trial_add(self, tune_controller, trial):
+            super().on_trial_add(tune_controller, trial)
+            time = trial.last_result["training_iteration"]
+            self._save_trial_state(self._trial_state[trial], time, trial.last_result, trial)
+            self._next_perturbation_sync = min(
+                s.last_train_time for s in self._trial_state.values()) + 1
+
+    stock = ClockOnly(**kwargs)
+    with pytest.raises(AssertionError, match="without an actor"):
+        _play(stock, _restored_trials([2, 3]), generations=6)
+    # resumable: both run again, no exploit until both reached generation 4, then every one
+    reported, syncs = _play(pbt.ray_scheduler(config), _restored_trials([2, 3]),
+                            generations=6)
+    assert reported == {0: [3, 4, 5, 6], 1: [4, 5, 6]}
+    assert syncs == [4, 5, 6]
+    # killed with member 1 waiting at the last generation: member 0 finishes, no exploit
+    reported, syncs = _play(pbt.ray_scheduler(config), _restored_trials([5, 6]),
+                            generations=6)
+    assert reported == {0: [6], 1: []} and syncs == []

@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -446,6 +447,15 @@ def _population_fns(agent_config, pbt: PBTConfig, chunk: int):
     return _FNS[key]
 
 
+def _started(path: Path, meta: Mapping[str, Any]) -> bool:
+    """Whether ``path`` holds this population killed before its first checkpoint (its
+    ``config.json`` and nothing to keep): such a run starts again there."""
+    from innerlab.rundir import RunDir, to_jsonable
+
+    config = path / RunDir.CONFIG
+    return config.exists() and json.loads(config.read_text()) == to_jsonable(meta)
+
+
 def train_population(agent_config: Any, pbt: PBTConfig, generations: int, *, seed: int = 0,
                      run_dir: str | os.PathLike | None = None, chunk: int = 1,
                      max_chunks: int | None = None) -> PopulationResult:
@@ -473,7 +483,7 @@ def train_population(agent_config: Any, pbt: PBTConfig, generations: int, *, see
     if run_dir is not None:
         path = Path(os.fspath(run_dir))
         ckpt = path / (CHECKPOINT + ".json")
-        run_d = RunDir(path, resume=ckpt.exists())
+        run_d = RunDir(path, resume=ckpt.exists() or _started(path, meta))
         if ckpt.exists():
             saved = json.loads(ckpt.read_text())
             from innerlab.rundir import to_jsonable
@@ -487,6 +497,7 @@ def train_population(agent_config: Any, pbt: PBTConfig, generations: int, *, see
             for r in rows:
                 run_d.log_metrics(r)
         else:
+            run_d.clear_metrics()  # rows of a run killed before its first checkpoint
             run_d.write_config(meta)
     done = len(rows)
     per_iter = agent_config.steps_per_iteration
@@ -519,25 +530,28 @@ def ray_scheduler(config: PBTConfig, base: Mapping[str, float] | None = None):
     """``ray.tune.schedulers.PopulationBasedTraining`` with this rule: synchronous
     generations every reported step, the same truncation count (:func:`truncation_count`
     is Ray's own count), each copied hyper-parameter multiplied by one of ``factors``
-    (never resampled), maximising the reported ``fitness``."""
+    (never resampled), maximising the reported ``fitness``; resumable
+    (:class:`innerlab.agents._ray_pbt.ResumablePBT`)."""
     from ray import tune
-    from ray.tune.schedulers import PopulationBasedTraining
+
+    from innerlab.agents._ray_pbt import ResumablePBT
 
     base = dict(config.hypers) if base is None else dict(base)
     # the domain is only used to resample, which resample_probability=0 never does
     mutations = {n: tune.loguniform(abs(v) / 1e3 or 1e-9, abs(v) * 1e3 or 1.0)
                  for n, v in base.items()}
-    return PopulationBasedTraining(
+    return ResumablePBT(
         time_attr="training_iteration", metric="fitness", mode="max", perturbation_interval=1,
         hyperparam_mutations=mutations, quantile_fraction=config.truncation,
         resample_probability=0.0, perturbation_factors=config.factors, synch=True)
 
 
 def _ray_member_trial(member_fn: Callable[[], Member], config: PBTConfig, seed: int,
-                      generations: int, trial_config: dict) -> None:
+                      generations: int, history: str, trial_config: dict) -> None:
     """One member as a Ray Tune trial: ``interval`` iterations per report, the fitness of
     :func:`window_fitness`, a checkpoint with every report (an exploit restarts the trial
-    from the donor's checkpoint with the perturbed hypers)."""
+    from the donor's checkpoint with the perturbed hypers). Every report is also written
+    to ``history`` (:func:`_write_ray_row`), before it is sent."""
     import tempfile
 
     from ray import tune
@@ -576,11 +590,12 @@ def _ray_member_trial(member_fn: Callable[[], Member], config: PBTConfig, seed: 
             eqx.tree_serialise_leaves(Path(d) / "member.eqx", (state, window, count))
             (Path(d) / "member.json").write_text(json.dumps({"generation": generation,
                                                              "trial": me}))
-            tune.report({"fitness": fitness, "generation": generation, "trial": me,
-                         "copied_from": source, "train_s": train_s,
-                         **{f"hyper/{n}": float(v) for n, v in hypers.items()},
-                         **{f"metric/{k}": float(np.nanmean(v)) for k, v in metrics.items()}},
-                        checkpoint=tune.Checkpoint.from_directory(d))
+            row = {"fitness": fitness, "generation": generation, "trial": me,
+                   "copied_from": source, "train_s": train_s,
+                   **{f"hyper/{n}": float(v) for n, v in hypers.items()},
+                   **{f"metric/{k}": float(np.nanmean(v)) for k, v in metrics.items()}}
+            _write_ray_row(Path(history), row)
+            tune.report(row, checkpoint=tune.Checkpoint.from_directory(d))
         source = me
 
 
@@ -648,11 +663,56 @@ def _history_from_ray(rows: Sequence[Mapping[str, Any]], config: PBTConfig,
     return PBTHistory(fitness, source, after, {"train_s": train_s}, backend="ray")
 
 
+RAY_EXPERIMENT = "pbt"  # Ray's experiment directory under out
+RAY_HISTORY = "history"  # every report, one file each
+RAY_META = "population.json"  # the options the experiment was started with
+
+
+def _ray_meta(agent_config, member_fn, pbt: PBTConfig, seed: int,
+              generations: int) -> dict[str, Any]:
+    """The options a Ray experiment was started with (what a resume must repeat)."""
+    from innerlab.rundir import to_jsonable
+
+    agent = None if agent_config is None else agent_config.to_dict()
+    return to_jsonable({"agent": agent, "member": None if agent else _describe(member_fn),
+                        "pbt": pbt.to_dict(), "seed": seed, "generations": generations})
+
+
+def _describe(member_fn: Any) -> str:
+    """A ``member_fn`` by name (and a :class:`~innerlab.envs.rollout.bind`'s arguments)."""
+    fn, args = getattr(member_fn, "fn", member_fn), getattr(member_fn, "args", ())
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    return name + (repr(tuple(args)) if args else "")
+
+
+def _check_ray_meta(out: Path, meta: Mapping[str, Any]) -> None:
+    saved = json.loads((out / RAY_META).read_text()) if (out / RAY_META).exists() else None
+    if saved != meta:
+        raise ValueError(f"cannot resume from {out}: it holds a population of another "
+                         "config, PBT options, seed or length; use another out")
+
+
+def _write_ray_row(history: Path, row: Mapping[str, Any]) -> None:
+    """One trial's report of one generation as ``history/<trial>-<generation>.json``
+    (written whole, then renamed). A generation run again (a trial resumed from an older
+    checkpoint than its last report) replaces its file."""
+    history.mkdir(parents=True, exist_ok=True)
+    name = f"{row['trial']}-{int(row['generation']):05d}.json"
+    tmp = history / (name + ".tmp")
+    tmp.write_text(json.dumps(dict(row)) + "\n")
+    os.replace(tmp, history / name)
+
+
+def _ray_rows(history: Path) -> list[dict[str, Any]]:
+    """Every report of every trial, read back from ``history`` (see :func:`_write_ray_row`)."""
+    return [json.loads(f.read_text()) for f in sorted(history.glob("*.json"))]
+
+
 def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTConfig,
                          generations: int, *, seed: int = 0,
                          out: str | os.PathLike = "runs/pbt-ray", address: str | None = None,
                          resources: Mapping[str, float] | None = None,
-                         num_cpus: int | None = None) -> PopulationResult:
+                         num_cpus: int | None = None, resume: bool = False) -> PopulationResult:
     """The same population as Ray Tune trials under :func:`ray_scheduler`; returns the
     same :class:`PopulationResult` as :func:`train_population` (the members are every
     trial's last checkpoint; ``history.backend == "ray"``).
@@ -666,6 +726,22 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
     fresh envs and keys of its own (in-graph, a copy keeps its slot's envs running).
     ``address``/``num_cpus`` go to :func:`innerlab.agents.sweep.ray_init` (``None``
     starts Ray here; ``num_cpus=2`` on a small machine).
+
+    The experiment lives in ``out/pbt`` (Ray's layout: its state, every trial's
+    checkpoints), every report in ``out/history`` (one file per trial and generation,
+    written by the trial before it reports) and the options in ``out/population.json``.
+    ``resume=True`` continues a killed (or finished) experiment there with
+    ``Tuner.restore``: unfinished and errored trials go on from the checkpoint in Ray's
+    last saved experiment state, so only the generations since that save run again (Ray
+    saves it every 10 s or so, and after every 4 reports of a trial, ``num_to_keep``),
+    and the history, read back from ``out/history``, holds every generation, those
+    before the kill included (a generation run again replaces its file). As with
+    :func:`train_population`, resuming with other options is an error; without
+    ``resume`` an ``out`` that already holds an experiment is an error too (nothing is
+    overwritten). The trials write to ``out``: on a cluster it must be a shared path,
+    as Ray's checkpoints need anyway. (Ray's own ``result.json`` of a trial is not the
+    history: when PBT restarts a trial, Ray 2.60 replaces that file by its last synced
+    copy, dropping the reports since.)
     """
     import functools
 
@@ -685,26 +761,38 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
     ray_init(address, **kwargs)
     from ray import tune
 
+    out = Path(os.fspath(out)).absolute()
+    experiment, history_dir = out / RAY_EXPERIMENT, out / RAY_HISTORY
     trainable = tune.with_resources(
-        functools.partial(_ray_member_trial, member_fn, pbt_config, seed, generations),
+        functools.partial(_ray_member_trial, member_fn, pbt_config, seed, generations,
+                          str(history_dir)),
         dict(resources or {"cpu": 1}))
     space = {"member": tune.grid_search(list(range(pbt_config.population))),
              **dict(pbt_config.hypers)}
-    out = Path(os.fspath(out)).absolute()
-    collector = _collector()
-    tuner = tune.Tuner(
-        trainable, param_space=space,
-        # select=False, the control: the same trials side by side, no scheduler
-        tune_config=tune.TuneConfig(scheduler=ray_scheduler(pbt_config) if pbt_config.select
-                                    else None, reuse_actors=True),
-        run_config=tune.RunConfig(name="pbt", storage_path=str(out), verbose=0,
-                                  callbacks=[collector],
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
+    meta = _ray_meta(agent, member_fn, pbt_config, seed, generations)
+    if tune.Tuner.can_restore(str(experiment)):
+        if not resume:
+            raise ValueError(f"{experiment} already holds a Ray Tune experiment: pass "
+                             "resume=True to continue it, or use another out")
+        _check_ray_meta(out, meta)
+        tuner = tune.Tuner.restore(str(experiment), trainable=trainable,
+                                   resume_unfinished=True, resume_errored=True)
+    else:  # nothing to continue (a run killed before Ray saved its state starts again)
+        shutil.rmtree(history_dir, ignore_errors=True)  # reports of such a run's trials
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RAY_META).write_text(json.dumps(meta) + "\n")
+        tuner = tune.Tuner(
+            trainable, param_space=space,
+            # select=False, the control: the same trials side by side, no scheduler
+            tune_config=tune.TuneConfig(scheduler=ray_scheduler(pbt_config) if pbt_config.select
+                                        else None, reuse_actors=True),
+            run_config=tune.RunConfig(name=RAY_EXPERIMENT, storage_path=str(out), verbose=0,
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=4)))
     grid = tuner.fit()
     errors = [str(r.error) for r in grid if r.error is not None]
     if errors:
         raise RuntimeError("Ray PBT trials failed: " + "; ".join(errors))
-    history = _history_from_ray(collector.rows, pbt_config, generations)
+    history = _history_from_ray(_ray_rows(history_dir), pbt_config, generations)
     members = _final_members(grid, _cached_member(member_fn), pbt_config)
     steps = agent.steps_per_iteration * generations * pbt_config.interval if agent else 0
     return PopulationResult(agent, pbt_config, members, history, steps)
@@ -727,20 +815,3 @@ def _final_members(grid, member: Member, config: PBTConfig) -> PopulationState:
     members, window, count = jax.tree.map(stack, *states)
     return PopulationState(members, {}, window, count, jax.random.key_data(jax.random.key(0)),
                            jnp.int32(0))
-
-
-def _collector():
-    """A Tune callback that keeps every reported result in the driver (no shared file
-    system needed: results travel with Ray's own messages)."""
-    from ray.tune import Callback
-
-    class Collect(Callback):
-        def __init__(self):
-            self.rows: list[dict[str, Any]] = []
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            keep = ("fitness", "generation", "trial", "copied_from", "train_s")
-            self.rows.append({k: v for k, v in result.items()
-                              if k in keep or k.startswith(("hyper/", "metric/"))})
-
-    return Collect()

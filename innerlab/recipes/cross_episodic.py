@@ -299,11 +299,11 @@ def _boost_cell(config: CrossEpisodicConfig, cost, horizon, fitness, visible, ou
                        hypers={"learning_rate": config.learning_rate}, select=fitness != "none")
     label = f"cost={cost:g}-{horizon}-{fitness}-{'visible' if visible else 'hidden'}"
     start = time.time()
-    if config.backend == "ray":
+    if config.backend == "ray":  # resumes a killed cell's experiment, as in-graph below
         res = pbt.train_population_ray(agent, pc, config.generations, seed=config.seed,
                                        out=out.path / "cells" / label / "ray",
                                        address=config.ray_address or None,
-                                       num_cpus=config.ray_cpus or None)
+                                       num_cpus=config.ray_cpus or None, resume=True)
     else:
         res = pbt.train_population(agent, pc, config.generations, seed=config.seed,
                                    run_dir=out.path / "cells" / label,

@@ -223,3 +223,26 @@ def test_bad_inputs_give_clear_errors(orchard):
         MCTSLayer(None, 4, env=env, env_params=params, reward="env")(obs, jax.random.key(0))
     with pytest.raises(ValueError, match="'how'"):
         wm.reward(wm.represent(obs[0]), jnp.int32(0), how="avg")
+
+
+def test_rescale_values_off_keeps_tiny_value_gaps_from_deciding_the_target():
+    """A start state whose actions differ by 0.001 in reward (noise-sized): Gumbel's
+    min-max rescaling turns the gap into a near-certain policy target, without it the
+    target stays near the uniform prior; a real gap (1.0) decides it either way."""
+    next_state = jnp.zeros((S, A), jnp.int32).at[0].set(1)
+    states = jax.vmap(lambda gap: TabularState(
+        jnp.int32(0), jnp.int32(0), next_state,
+        jnp.zeros((S, A), jnp.float32).at[0, 0].set(gap)))(jnp.array([1e-3, 1.0]))
+
+    def weights(rescale):
+        layer = MCTSLayer(None, num_simulations=32, env=ENV, reward="env", discount=GAMMA,
+                          gumbel_scale=0.0, rescale_values=rescale)
+        return np.asarray(layer(states, jax.random.key(0)).action_weights)
+
+    tiny_rescaled, real_rescaled = weights(True)
+    tiny_kept, real_kept = weights(False)
+    assert tiny_rescaled[0] > 0.9  # the noise-sized gap decides the target
+    assert np.abs(tiny_kept - 1 / A).max() < 0.02  # the prior's, nearly
+    assert real_rescaled[0] > 0.9 and real_kept[0] > 0.9
+    with pytest.raises(ValueError, match="rescale_values"):
+        MCTSLayer(None, 4, env=ENV, reward="env", rescale_values="no")

@@ -27,6 +27,7 @@ Leaf values and priors come from the world model's heads (``leaf_value="model"``
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import equinox as eqx
@@ -72,6 +73,11 @@ class MCTSLayer(eqx.Module):
         max_depth: optional cap on the search depth.
         max_num_considered_actions, gumbel_scale: Gumbel MuZero root settings
             (``gumbel_scale=0`` makes the search deterministic given the model).
+        rescale_values: Gumbel MuZero: min-max rescale the root's completed Q-values to
+            [0, 1] before they shift the prior (mctx's default). Where rewards are small
+            and rare, the rescaling blows value noise up to the full shift and the policy
+            target becomes one arbitrary action; ``False`` keeps the values' own scale
+            (right when returns are of order 1).
         dirichlet_fraction, dirichlet_alpha, pb_c_init, pb_c_base, temperature:
             MuZero settings (see ``mctx.muzero_policy``).
     """
@@ -91,6 +97,7 @@ class MCTSLayer(eqx.Module):
     max_depth: int | None = eqx.field(static=True)
     max_num_considered_actions: int = eqx.field(static=True)
     gumbel_scale: float = eqx.field(static=True)
+    rescale_values: bool = eqx.field(static=True)
     dirichlet_fraction: float = eqx.field(static=True)
     dirichlet_alpha: float = eqx.field(static=True)
     pb_c_init: float = eqx.field(static=True)
@@ -115,6 +122,7 @@ class MCTSLayer(eqx.Module):
         max_depth: int | None = None,
         max_num_considered_actions: int = 16,
         gumbel_scale: float = 1.0,
+        rescale_values: bool = True,
         dirichlet_fraction: float = 0.25,
         dirichlet_alpha: float = 0.3,
         pb_c_init: float = 1.25,
@@ -153,6 +161,8 @@ class MCTSLayer(eqx.Module):
             )
         if not 0.0 <= discount <= 1.0:
             raise ValueError(f"argument 'discount' must be in [0, 1], got {discount}")
+        if not isinstance(rescale_values, bool):
+            raise ValueError(f"argument 'rescale_values' must be a bool, got {rescale_values!r}")
         if max_depth is not None and max_depth < 1:
             raise ValueError(f"argument 'max_depth' must be None or >= 1, got {max_depth}")
         self.world_model = world_model
@@ -170,6 +180,7 @@ class MCTSLayer(eqx.Module):
         self.max_depth = max_depth
         self.max_num_considered_actions = max_num_considered_actions
         self.gumbel_scale = float(gumbel_scale)
+        self.rescale_values = bool(rescale_values)
         self.dirichlet_fraction = float(dirichlet_fraction)
         self.dirichlet_alpha = float(dirichlet_alpha)
         self.pb_c_init = float(pb_c_init)
@@ -296,6 +307,8 @@ class MCTSLayer(eqx.Module):
                 max_depth=self.max_depth,
                 max_num_considered_actions=self.max_num_considered_actions,
                 gumbel_scale=self.gumbel_scale,
+                qtransform=functools.partial(mctx.qtransform_completed_by_mix_value,
+                                             rescale_values=self.rescale_values),
             )
         return mctx.muzero_policy(
             params=None,

@@ -60,6 +60,7 @@ class MuZeroConfig:
     chunk: int = 10
     num_simulations: int = 16
     policy: str = "gumbel"
+    rescale_values: bool = True  # Gumbel: min-max rescale Q at the root (MCTSLayer)
     unroll: int = 5
     n_step: int = 5
     discount: float = 0.97
@@ -172,7 +173,8 @@ def make_optimizer(config: MuZeroConfig) -> optax.GradientTransformation:
 
 def make_layer(model: WorldModel, config: MuZeroConfig, **overrides: Any) -> MCTSLayer:
     """The acting search of a run (``overrides`` e.g. ``gumbel_scale=0`` for evaluation)."""
-    kwargs = dict(policy=config.policy, discount=config.discount)
+    kwargs = dict(policy=config.policy, discount=config.discount,
+                  rescale_values=config.rescale_values)
     kwargs.update(overrides)
     return MCTSLayer(model, config.num_simulations, **kwargs)
 

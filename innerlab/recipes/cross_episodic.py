@@ -228,6 +228,12 @@ class CrossEpisodicConfig(RecipeConfig):
     """BoostChain: initial learning rate (the hyper-parameter PBT evolves)."""
     width: int = 32
     """BoostChain: the agents' hidden width."""
+    encoder: str = "mlp"
+    """BoostChain: the agents' observation encoder (``mlp`` or ``conv``)."""
+    rescale_values: bool = False
+    """BoostChain, ``muzero``: min-max rescale the search's root Q-values (mctx's default;
+    on BoostChain's rare unit rewards it makes the policy target one arbitrary action and
+    MuZero collapses to it, docs/cross_episodic.md)."""
     num_envs: int = 16
     """BoostChain: training envs per member."""
     room: int = 5
@@ -285,9 +291,10 @@ def _ci(values) -> dict:
 
 def _boost_cell(config: CrossEpisodicConfig, cost, horizon, fitness, visible, out: RunDir):
     overrides = config.env_overrides(cost, horizon, visible)
+    extra = {"rescale_values": config.rescale_values} if config.kind == "muzero" else {}
     agent = agents.make(config.kind, env="BoostChain-v0", env_overrides=overrides,
                         width=config.width, num_envs=config.num_envs, discount=config.discount,
-                        learning_rate=config.learning_rate,
+                        learning_rate=config.learning_rate, encoder=config.encoder, **extra,
                         # train_population sets the budget (generations x interval); this
                         # only has to hold one iteration of either kind's default rollout
                         total_steps=config.num_envs * 64)

@@ -129,3 +129,20 @@ def test_docs_example_runs():
     ns = run_python_blocks("cross_episodic.md", min_blocks=2)
     assert np.asarray(ns["ex"].source).tolist() == [0, 1, 1, 3]
     assert ns["condition"] == "pbt+swap" and ns["p_coop"][-1] < ns["p_coop"][0]
+
+
+@pytest.mark.slow  # compiles a MuZero population (about a minute on 2 cores)
+def test_muzero_boost_cell_runs_with_the_recipe_options(tmp_path):
+    from innerlab.rundir import RunDir
+
+    config = ce.CrossEpisodicConfig(kind="muzero", generations=1, interval=1, population=2,
+                                    num_envs=2, width=8, eval_envs=2, eval_steps=12)
+    assert config.rescale_values is False
+    out = RunDir(tmp_path / "run")
+    cell = ce._boost_cell(config, 0.3, "chain", "chain", True, out)
+    assert cell["boost_rate"]["n"] == 2 and 0.0 <= cell["boost_rate"]["mean"] <= 1.0
+    assert cell["env_steps_per_member"] == 2 * 16  # one iteration of 2 envs x 16 steps
+    saved = json.loads((tmp_path / "run" / "cells" / "cost=0.3-chain-chain-visible"
+                        / "config.json").read_text())
+    assert saved["agent"]["kind"] == "muzero"
+    assert dict(saved["agent"]["options"])["rescale_values"] is False

@@ -406,9 +406,29 @@ def agent_member(agent_config: Any, pbt: PBTConfig) -> Member:
 CHECKPOINT = "population"
 
 
-def _meta(agent_config, pbt: PBTConfig, seed: int, generations: int) -> dict[str, Any]:
-    return {"agent": agent_config.to_dict(), "pbt": pbt.to_dict(), "seed": seed,
-            "generations": generations}
+def _meta(agent_config, pbt: PBTConfig, seed: int, generations: int,
+          member_fn: Any = None) -> dict[str, Any]:
+    """The options a population was started with (what a resume must repeat); a Ray
+    population of a bare ``member_fn`` (no agent config) names it instead."""
+    head = ({"agent": agent_config.to_dict()} if agent_config is not None
+            else {"member": _describe(member_fn)})
+    return {**head, "pbt": pbt.to_dict(), "seed": seed, "generations": generations}
+
+
+def _describe(member_fn: Any) -> str:
+    """A ``member_fn`` by name (and a :class:`~innerlab.envs.rollout.bind`'s arguments)."""
+    fn, args = getattr(member_fn, "fn", member_fn), getattr(member_fn, "args", ())
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    return name + (repr(tuple(args)) if args else "")
+
+
+def _refuse_other(path: Path, saved: Any, meta: Mapping[str, Any], arg: str) -> None:
+    """Resuming from ``path`` is an error unless it was started with these options."""
+    from innerlab.rundir import to_jsonable
+
+    if saved != to_jsonable(meta):
+        raise ValueError(f"cannot resume from {path}: it holds a population of another "
+                         f"config, PBT options, seed or length; use another {arg}")
 
 
 @dataclasses.dataclass
@@ -486,11 +506,8 @@ def train_population(agent_config: Any, pbt: PBTConfig, generations: int, *, see
         run_d = RunDir(path, resume=ckpt.exists() or _started(path, meta))
         if ckpt.exists():
             saved = json.loads(ckpt.read_text())
-            from innerlab.rundir import to_jsonable
-
-            if {k: v for k, v in saved.items() if k != "done"} != to_jsonable(meta):
-                raise ValueError(f"cannot resume from {path}: it holds a population of another "
-                                 "config, PBT options, seed or length; use another run_dir")
+            _refuse_other(path, {k: v for k, v in saved.items() if k != "done"}, meta,
+                          "run_dir")
             pop = eqx.tree_deserialise_leaves(path / (CHECKPOINT + ".eqx"), pop)
             rows = [r for r in run_d.read_metrics() if r["generation"] <= saved["done"]]
             run_d.clear_metrics()  # drop rows logged after the last checkpoint
@@ -668,28 +685,9 @@ RAY_HISTORY = "history"  # every report, one file each
 RAY_META = "population.json"  # the options the experiment was started with
 
 
-def _ray_meta(agent_config, member_fn, pbt: PBTConfig, seed: int,
-              generations: int) -> dict[str, Any]:
-    """The options a Ray experiment was started with (what a resume must repeat)."""
-    from innerlab.rundir import to_jsonable
-
-    agent = None if agent_config is None else agent_config.to_dict()
-    return to_jsonable({"agent": agent, "member": None if agent else _describe(member_fn),
-                        "pbt": pbt.to_dict(), "seed": seed, "generations": generations})
-
-
-def _describe(member_fn: Any) -> str:
-    """A ``member_fn`` by name (and a :class:`~innerlab.envs.rollout.bind`'s arguments)."""
-    fn, args = getattr(member_fn, "fn", member_fn), getattr(member_fn, "args", ())
-    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
-    return name + (repr(tuple(args)) if args else "")
-
-
 def _check_ray_meta(out: Path, meta: Mapping[str, Any]) -> None:
     saved = json.loads((out / RAY_META).read_text()) if (out / RAY_META).exists() else None
-    if saved != meta:
-        raise ValueError(f"cannot resume from {out}: it holds a population of another "
-                         "config, PBT options, seed or length; use another out")
+    _refuse_other(out, saved, meta, "out")
 
 
 def _write_ray_row(history: Path, row: Mapping[str, Any]) -> None:
@@ -748,6 +746,7 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
     from innerlab.agents.config import AgentConfig
     from innerlab.agents.sweep import ray_init
     from innerlab.envs.rollout import bind
+    from innerlab.rundir import to_jsonable
 
     if isinstance(generations, bool) or not isinstance(generations, int) or generations < 1:
         raise ValueError(f"argument 'generations' must be an int >= 1, got {generations!r}")
@@ -769,7 +768,7 @@ def train_population_ray(member_fn: Callable[[], Member] | Any, pbt_config: PBTC
         dict(resources or {"cpu": 1}))
     space = {"member": tune.grid_search(list(range(pbt_config.population))),
              **dict(pbt_config.hypers)}
-    meta = _ray_meta(agent, member_fn, pbt_config, seed, generations)
+    meta = to_jsonable(_meta(agent, pbt_config, seed, generations, member_fn))
     if tune.Tuner.can_restore(str(experiment)):
         if not resume:
             raise ValueError(f"{experiment} already holds a Ray Tune experiment: pass "

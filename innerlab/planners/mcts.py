@@ -180,7 +180,7 @@ class MCTSLayer(eqx.Module):
         self.max_depth = max_depth
         self.max_num_considered_actions = max_num_considered_actions
         self.gumbel_scale = float(gumbel_scale)
-        self.rescale_values = bool(rescale_values)
+        self.rescale_values = rescale_values
         self.dirichlet_fraction = float(dirichlet_fraction)
         self.dirichlet_alpha = float(dirichlet_alpha)
         self.pb_c_init = float(pb_c_init)

@@ -50,10 +50,16 @@ def test_independent_members_encode_as_their_own_native_copies(members):
 
 
 def test_default_lowerings():
-    """Encoders default to the matmul lowering (faster inside loop bodies on CPU); a
-    RewardModel's shared encoder keeps the native one (see the comment in RewardModel)."""
+    """Every encoder defaults to the matmul lowering (faster inside loop bodies on CPU),
+    a RewardModel's shared encoder (MuZero's and the IBP's world model) included, and the
+    shared encoder still computes what its native-conv twin does."""
     enc = build_encoder("conv", (5, 5, 4), 8, 6, jax.random.key(0))
     assert enc.lowering == "matmul"
     shared = RewardModel((5, 5, 4), 4, num_members=2, latent_dim=8, width=6, encoder="conv",
                          key=jax.random.key(1))
-    assert shared.encoder.lowering == "native"
+    assert shared.encoder.lowering == "matmul"
+    fresh = build_encoder("conv", (5, 5, 4), 8, 6, jax.random.key(9), "relu", "native")
+    twin = jax.tree.unflatten(jax.tree.structure(fresh), jax.tree.leaves(shared.encoder))
+    assert twin.lowering == "native"
+    obs = jax.random.uniform(jax.random.key(3), (5, 5, 4))
+    np.testing.assert_allclose(shared.encoder(obs), twin(obs), atol=1e-5)

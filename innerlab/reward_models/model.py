@@ -347,13 +347,12 @@ class RewardModel(eqx.Module):
         self.width = width
         k_enc, k_head = jax.random.split(key)
         if shared_encoder:
-            # native lowering kept here for now: the matmul one measured 4.8x faster inside
-            # fit_rewards' scan, but it changes float rounding, and the shared-encoder fits in
-            # docs/reward_models.md and test_reward_training (a seed-fragile fit: train MAE
-            # 0.104 against its 0.1 bound with matmul) were measured with native. Switching
-            # is left to a change that re-measures them.
+            # the matmul lowering (see apply_conv), like every other encoder: nearly every
+            # call runs inside a loop body (fit_rewards' scan, MuZero's and the IBP's
+            # training chunks), where XLA's native convolution is 4-12x slower on CPU, and
+            # more so when seeds are vmapped (each seed's kernel makes it a grouped one)
             self.encoder = build_encoder(
-                encoder, obs_shape, latent_dim, width, k_enc, latent_activation, "native"
+                encoder, obs_shape, latent_dim, width, k_enc, latent_activation, "matmul"
             )
         else:
             # stacked members, applied by _each_member; the matmul lowering (see apply_conv)

@@ -97,7 +97,8 @@ def before_after(kind: str, seeds: int, old_tree: pathlib.Path, repeats: int) ->
     assert steps == procs["old"][1]["env_steps_per_call"]
     rate = {name: steps / statistics.median(t) for name, t in times.items()}
     return {
-        "kind": kind, "seeds": seeds, "options": {**SHARED, "kind_options": "the grid's base cell", "budget": BUDGETS[kind]},
+        "kind": kind, "seeds": seeds,
+        "options": {**SHARED, "kind_options": "the grid's base cell", "budget": BUDGETS[kind]},
         "env_steps_per_call": steps, "seconds": times,
         "old_env_steps_per_s": rate["old"], "new_env_steps_per_s": rate["new"],
         "new_over_old": rate["new"] / rate["old"],

@@ -145,12 +145,13 @@ def _spawn(version: str, kind: str, tree: pathlib.Path) -> tuple[subprocess.Pope
     return proc, first
 
 
-def before_after(kind: str, old_tree: pathlib.Path, repeats: int) -> dict:
-    """Old and new code in two worker processes, timed in turns (old, new, old, new, ...)."""
+def time_in_turns(procs: dict[str, tuple[subprocess.Popen, dict]], repeats: int):
+    """Time started workers (``name -> (process, ready message)``) in turns, ``repeats``
+    calls each, then end them. Returns ``(steps per call, seconds per name, median env
+    steps/s per name)``; every worker must do the same work per call."""
     import statistics
 
-    procs = {"old": _spawn("old", kind, old_tree), "new": _spawn("new", kind, ROOT)}
-    times: dict[str, list[float]] = {"old": [], "new": []}
+    times: dict[str, list[float]] = {name: [] for name in procs}
     for _ in range(repeats):
         for name, (proc, _) in procs.items():
             proc.stdin.write("run\n")
@@ -159,9 +160,16 @@ def before_after(kind: str, old_tree: pathlib.Path, repeats: int) -> dict:
     for proc, _ in procs.values():
         proc.stdin.close()
         proc.wait()
-    steps = procs["new"][1]["env_steps_per_call"]
-    assert steps == procs["old"][1]["env_steps_per_call"]
-    rate = {name: steps / statistics.median(t) for name, t in times.items()}
+    steps = {p[1]["env_steps_per_call"] for p in procs.values()}
+    assert len(steps) == 1, steps
+    (steps,) = steps
+    return steps, times, {name: steps / statistics.median(t) for name, t in times.items()}
+
+
+def before_after(kind: str, old_tree: pathlib.Path, repeats: int) -> dict:
+    """Old and new code in two worker processes, timed in turns (old, new, old, new, ...)."""
+    procs = {"old": _spawn("old", kind, old_tree), "new": _spawn("new", kind, ROOT)}
+    steps, _, rate = time_in_turns(procs, repeats)
     return {
         "kind": kind,
         "workload": WORKLOADS[kind],

@@ -20,13 +20,12 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from agents import _export, _strip_editable_finder
+from agents import _export, _strip_editable_finder, time_in_turns
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "conv_lowering.json"
 HERE = pathlib.Path(__file__).resolve().parent
@@ -84,18 +83,7 @@ def _spawn(kind: str, seeds: int, tree: pathlib.Path):
 
 def before_after(kind: str, seeds: int, old_tree: pathlib.Path, repeats: int) -> dict:
     procs = {"old": _spawn(kind, seeds, old_tree), "new": _spawn(kind, seeds, ROOT)}
-    times: dict[str, list[float]] = {"old": [], "new": []}
-    for _ in range(repeats):
-        for name, (proc, _) in procs.items():
-            proc.stdin.write("run\n")
-            proc.stdin.flush()
-            times[name].append(json.loads(proc.stdout.readline())["seconds"])
-    for proc, _ in procs.values():
-        proc.stdin.close()
-        proc.wait()
-    steps = procs["new"][1]["env_steps_per_call"]
-    assert steps == procs["old"][1]["env_steps_per_call"]
-    rate = {name: steps / statistics.median(t) for name, t in times.items()}
+    steps, times, rate = time_in_turns(procs, repeats)
     return {
         "kind": kind, "seeds": seeds,
         "options": {**SHARED, "kind_options": "the grid's base cell", "budget": BUDGETS[kind]},
